@@ -1,0 +1,1 @@
+"""spnas.train."""

@@ -1,0 +1,37 @@
+"""Shared pytest setup: quiet TensorFlow, the --runslow flag, ../shared data."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    if not SHARED.exists():
+        pytest.skip(f"{SHARED} (the shared test data) is not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def pixel1_table_path(shared_dir):
+    return str(shared_dir / "data" / "pixel1_runtime_model.json")
