@@ -306,3 +306,18 @@ def parse_choice(choice: str) -> tuple[int, int]:
 def uniform_choices(space: SearchSpace, choice: str) -> list[str]:
     """Every searchable layer set to ``choice`` (fixed layers keep theirs)."""
     return [choice if layer.searchable else layer.fixed_choice for layer in space.layers()]
+
+
+def embedded_space(num_classes: int = 10) -> SearchSpace:
+    """The paper's 22-layer space shrunk for the embedded default (32x32 digits, CPU).
+
+    Same blocks, same choices per layer; width 0.5 and strides so that a 32x32
+    input ends at 2x2 (stem s2, then block strides 1,1,2,2,1,2,1).
+    """
+    return SearchSpace(
+        input_size=32,
+        width=0.5,
+        stem_stride=2,
+        block_strides=(1, 1, 2, 2, 1, 2, 1),
+        num_classes=num_classes,
+    )
