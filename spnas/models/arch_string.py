@@ -4,21 +4,42 @@
 first with stride 2, expansion 3, 24 output channels; ``ds_r1_k3_s1_c16`` is a
 depthwise-separable layer (MBConv with expansion 1, no expansion conv);
 ``_noskip`` removes the residual. A network is a flat list of such strings; a
-searched ``arch.json`` stores its net this way.
+searched ``arch.json`` stores its net this way (Single-Path NAS, Sec. 3.1: the
+decoded layers of the supernet; skipped layers simply vanish).
+
+The grammar is strict so that every network has exactly one spelling and
+``encode(decode(s)) == s`` for every canonical string: tokens come in the order
+``type, r, k, s, [e,] c, [noskip]``; numbers have no leading zeros; expansion 1
+is spelt ``ds`` (an ``ir`` layer with ``e1`` would, in timm, still carry a 1x1
+expansion conv, which our blocks do not build, so it is rejected rather than
+silently built differently).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 
 _TOKEN = re.compile(r"^([a-z]+)(\d+)$")
 BLOCK_TYPES = ("ir", "ds")
+_FIELD_ORDER = {"ir": ("r", "k", "s", "e", "c"), "ds": ("r", "k", "s", "c")}
 
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """A run of identical layers; only the first may be strided."""
+    """A run of identical layers; only the first may be strided.
+
+    Attributes:
+      block_type: ``"ir"`` (MBConv with a 1x1 expansion conv) or ``"ds"``
+        (depthwise-separable: expansion 1, no expansion conv).
+      repeats: number of layers.
+      kernel: depthwise kernel size (odd).
+      stride: stride of the first layer; the others use 1.
+      expansion: expansion ratio (1 for ``ds``, >= 2 for ``ir``).
+      channels: output channels of every layer, before any width multiplier.
+      noskip: no residual connection in any layer of the stage.
+    """
 
     block_type: str
     repeats: int
@@ -32,59 +53,87 @@ class StageSpec:
         if self.block_type not in BLOCK_TYPES:
             raise ValueError(f"Unknown block type {self.block_type!r}; expected one of {BLOCK_TYPES}.")
         for name in ("repeats", "kernel", "stride", "expansion", "channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Stage field {name} must be >= 1, got {getattr(self, name)}.")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Stage field {name} must be an integer >= 1, got {value!r}.")
         if self.kernel % 2 == 0:
             raise ValueError(f"Kernel size must be odd, got {self.kernel}.")
         if self.block_type == "ds" and self.expansion != 1:
             raise ValueError("A 'ds' stage has no expansion (e must be 1).")
+        if self.block_type == "ir" and self.expansion == 1:
+            raise ValueError("An 'ir' stage needs expansion >= 2; spell expansion 1 as 'ds'.")
 
 
 def decode(stage: str) -> StageSpec:
-    """Parses one stage string.
+    """Parses one stage string such as ``ir_r3_k3_s2_e3_c24``.
+
+    Args:
+      stage: the stage string.
+
+    Returns:
+      The parsed :class:`StageSpec`.
 
     Raises:
-      ValueError: naming the offending token.
+      ValueError: naming the offending token (unknown, repeated, out of order,
+        with a leading zero, or missing).
     """
     if not isinstance(stage, str) or not stage:
-        raise ValueError(f"Malformed stage string {stage!r}.")
+        raise ValueError(f"Malformed stage string {stage!r}: expected e.g. 'ir_r2_k3_s2_e6_c24'.")
     tokens = stage.split("_")
     block_type = tokens[0]
     if block_type not in BLOCK_TYPES:
-        raise ValueError(f"Unknown block type {block_type!r} in stage string {stage!r}.")
+        raise ValueError(
+            f"Unknown block type {block_type!r} in stage string {stage!r}; expected one of "
+            f"{BLOCK_TYPES}."
+        )
+    order = _FIELD_ORDER[block_type]
     fields: dict[str, int] = {}
     noskip = False
     for token in tokens[1:]:
+        if noskip:
+            raise ValueError(f"Token {token!r} after 'noskip' in stage string {stage!r}.")
         if token == "noskip":
-            if noskip:
-                raise ValueError(f"Repeated token 'noskip' in stage string {stage!r}.")
             noskip = True
             continue
         m = _TOKEN.match(token)
         if not m or m.group(1) not in ("r", "k", "s", "e", "c"):
             raise ValueError(f"Unknown token {token!r} in stage string {stage!r}.")
-        if m.group(1) in fields:
+        key, digits = m.group(1), m.group(2)
+        if key in fields:
             raise ValueError(f"Repeated token {token!r} in stage string {stage!r}.")
-        fields[m.group(1)] = int(m.group(2))
-    required = ("r", "k", "s", "c") + (("e",) if block_type == "ir" else ())
-    missing = [k for k in required if k not in fields]
+        if key not in order:
+            raise ValueError(
+                f"Token {token!r} is not allowed in a {block_type!r} stage: {stage!r}."
+            )
+        if any(order.index(k) > order.index(key) for k in fields):
+            raise ValueError(
+                f"Token {token!r} is out of order in stage string {stage!r}; expected the "
+                f"order {'_'.join((block_type,) + order)}."
+            )
+        if len(digits) > 1 and digits[0] == "0":
+            raise ValueError(f"Token {token!r} has a leading zero in stage string {stage!r}.")
+        fields[key] = int(digits)
+    missing = [k for k in order if k not in fields]
     if missing:
         raise ValueError(f"Stage string {stage!r} lacks {missing}.")
-    if block_type == "ds" and fields.get("e", 1) != 1:
-        raise ValueError(f"Token 'e{fields['e']}' is not allowed in a 'ds' stage: {stage!r}.")
-    return StageSpec(
-        block_type=block_type,
-        repeats=fields["r"],
-        kernel=fields["k"],
-        stride=fields["s"],
-        expansion=fields.get("e", 1),
-        channels=fields["c"],
-        noskip=noskip,
-    )
+    try:
+        return StageSpec(
+            block_type=block_type,
+            repeats=fields["r"],
+            kernel=fields["k"],
+            stride=fields["s"],
+            expansion=fields.get("e", 1),
+            channels=fields["c"],
+            noskip=noskip,
+        )
+    except ValueError as e:
+        raise ValueError(f"Stage string {stage!r}: {e}") from None
 
 
 def encode(spec: StageSpec) -> str:
-    """Inverse of :func:`decode`."""
+    """Inverse of :func:`decode`: the canonical string of a stage."""
+    if not isinstance(spec, StageSpec):
+        raise TypeError(f"encode() takes a StageSpec, got {type(spec).__name__}.")
     parts = [spec.block_type, f"r{spec.repeats}", f"k{spec.kernel}", f"s{spec.stride}"]
     if spec.block_type == "ir":
         parts.append(f"e{spec.expansion}")
@@ -94,7 +143,26 @@ def encode(spec: StageSpec) -> str:
     return "_".join(parts)
 
 
-def decode_all(stages: list[str]) -> list[StageSpec]:
-    if isinstance(stages, str) or not stages:
-        raise ValueError("An architecture is a non-empty list of stage strings.")
-    return [decode(s) for s in stages]
+def decode_all(stages: Sequence[str]) -> list[StageSpec]:
+    """Parses a network: a non-empty list of stage strings.
+
+    Raises:
+      ValueError: if ``stages`` is empty or a bare string, or naming the
+        offending token and stage.
+    """
+    if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
+        raise ValueError(
+            f"An architecture is a non-empty list of stage strings, got {stages!r}."
+        )
+    out = []
+    for i, s in enumerate(stages):
+        try:
+            out.append(decode(s))
+        except ValueError as e:
+            raise ValueError(f"Stage {i}: {e}") from None
+    return out
+
+
+def encode_all(specs: Sequence[StageSpec]) -> list[str]:
+    """Inverse of :func:`decode_all`."""
+    return [encode(s) for s in specs]

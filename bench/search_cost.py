@@ -1,0 +1,461 @@
+"""Search-cost benchmark: single-path vs fixed vs multi-path supernet train steps.
+
+The paper's efficiency claim (Stamoulis et al., 2019, Sec. 3.3 and 4): a
+single-path supernet costs about as much per step as the plain MBConv-5x5-6
+network it over-parameterises, and far less than a multi-path supernet (Eq. 5)
+with a separate path per candidate; the whole search is 8 epochs (30 TPU-hours).
+
+For one configuration it builds and times, each in its own subprocess (so peak
+memory is isolated):
+
+* ``single_path``: :func:`spnas.search.supernet.build_supernet` (with the runtime
+  loss when ``--table`` is given),
+* ``fixed``: the same network with plain Keras MBConv-5x5-6 searchable layers
+  (:mod:`spnas.models.blocks`),
+* ``multi_path``: :mod:`bench.multipath`, four candidate paths plus skip per layer.
+
+Each step is one RMSProp train step (the search's optimizer) on a synthetic batch
+already in device memory: a speed benchmark, not a dataset.
+
+    python bench/search_cost.py --preset=cpu-small --json=out.json
+    KERAS_BACKEND=jax python bench/search_cost.py --preset=imagenet \
+        --table=/work/shared/data/pixel1_runtime_model.json --bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Run as a script, this file's directory is on sys.path but the repository root
+# (for ``bench.multipath``) is not.
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+VARIANTS = ("single_path", "fixed", "multi_path")
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train split
+SEARCH_EPOCHS = 8  # paper, Sec. 4
+PAPER_TPU_HOURS = 30.0  # paper, Sec. 4: 3.75 h on a TPUv2 (8 cores)
+RMSPROP = dict(rho=0.9, momentum=0.9, epsilon=1e-3)  # MnasNet / the release's search
+LR_PER_256 = 0.016  # the release's search, scaled linearly with the batch
+LABEL_SMOOTHING = 0.1  # the release's search
+RUNTIME_LAMBDA = 0.020  # the release's search run; only scales the runtime loss
+PRESETS = {
+    # Fits 2 CPU cores: the embedded space (width 0.5, 22 layers) at 32x32.
+    "cpu-small": dict(space="embedded", input_size=32, width=0.5, batch=32, num_classes=10,
+                      steps=30, warmup=5),
+    # The paper's search space at 224, batch 256 (for a GPU).
+    "imagenet": dict(space="paper", input_size=224, width=1.0, batch=256, num_classes=1000,
+                     steps=50, warmup=5),
+}
+
+
+class BenchConfigError(ValueError):
+    """The benchmark configuration is inconsistent."""
+
+
+# -- configuration ----------------------------------------------------------------------
+def make_space(cfg: dict):
+    """The search space of a resolved config."""
+    from spnas.search.space import SearchSpace, embedded_space
+
+    base = embedded_space(cfg["num_classes"]) if cfg["space"] == "embedded" else SearchSpace()
+    return dataclasses.replace(
+        base, input_size=cfg["input_size"], width=cfg["width"], num_classes=cfg["num_classes"]
+    )
+
+
+def load_benchmark_table(path: str | None, space):
+    """The Pixel 1 table, only for the paper's 224 space at width 1.0 (else None).
+
+    A table measured for another space would make the runtime loss meaningless,
+    and we never synthesise one: other spaces run without a table.
+    """
+    if path is None:
+        return None
+    from spnas.latency import load_table
+    from spnas.search.space import SearchSpace
+
+    paper = SearchSpace(num_classes=space.num_classes, dropout=space.dropout)
+    if space != paper:
+        raise BenchConfigError(
+            f"--table {path!r}: the Pixel 1 table describes the paper's 224x224 space at width "
+            f"1.0; this run uses input {space.input_size}, width {space.width}, blocks "
+            f"{space.block_strides or 'default strides'}. Drop --table or use --preset=imagenet."
+        )
+    return load_table(path, space)
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    """Preset values overridden by the explicit flags."""
+    cfg = dict(PRESETS[args.preset], preset=args.preset)
+    for key in ("batch", "input_size", "width", "steps", "warmup"):
+        value = getattr(args, key)
+        if value is not None:
+            cfg[key] = value
+    if cfg["batch"] < 1 or cfg["steps"] < 1 or cfg["warmup"] < 0:
+        raise BenchConfigError("--batch and --steps must be >= 1 and --warmup >= 0.")
+    cfg.update(table=args.table, bf16=bool(args.bf16), loop=args.loop, jit=args.jit)
+    make_space(cfg)  # validates the size and width early
+    return cfg
+
+
+def parse_variants(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad or not names:
+        raise BenchConfigError(f"--variants: unknown {bad or 'empty list'}; choose from {VARIANTS}.")
+    return names
+
+
+# -- the worker (one variant, in its own process) -----------------------------------------
+def build_fixed(space, weight_decay: float):
+    """The supernet's network with a plain MBConv-5x5-6 at every searchable layer."""
+    import keras
+
+    from spnas.models.blocks import head, mbconv, stem
+
+    inputs = keras.Input((space.input_size, space.input_size, 3))
+    x = stem(inputs, space.stem_filters, space.stem_stride, weight_decay)
+    for spec in space.layers():
+        kernel, expansion = (5, 6) if spec.searchable else (spec.kernel, spec.expansion)
+        x = mbconv(x, spec.out_ch, kernel, spec.stride, expansion, spec.residual,
+                   name=f"layer{spec.index:02d}", weight_decay=weight_decay)
+    logits = head(x, space.head_filters, space.num_classes, space.dropout, weight_decay)
+    return keras.Model(inputs, logits, name="fixed_k5e6")
+
+
+def build_variant(name: str, space, table):
+    """One of :data:`VARIANTS`; the supernets get the runtime loss when ``table`` is set."""
+    from spnas.search.supernet import WEIGHT_DECAY, build_supernet
+
+    if name == "single_path":
+        model = build_supernet(space, table)
+    elif name == "fixed":
+        return build_fixed(space, WEIGHT_DECAY)
+    elif name == "multi_path":
+        from bench.multipath import build_multipath_supernet
+
+        model = build_multipath_supernet(space, table)
+    else:
+        raise BenchConfigError(f"Unknown variant {name!r}.")
+    if table is not None:
+        model.runtime_lambda.assign(RUNTIME_LAMBDA)
+    return model
+
+
+def _device_name(backend: str) -> tuple[str, bool]:
+    """A readable device name and whether it is an accelerator."""
+    if backend == "jax":
+        import jax
+
+        dev = jax.devices()[0]
+        if dev.platform != "cpu":
+            return f"{dev.platform}:{dev.device_kind}", True
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"gpu:{details.get('device_name', gpus[0].name)}", True
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu:{cpu} ({os.cpu_count()} cores visible)", False
+
+
+def _device_peak_bytes(backend: str) -> int | None:
+    """Peak accelerator memory in use, where the backend reports it."""
+    try:
+        if backend == "jax":
+            import jax
+
+            stats = jax.devices()[0].memory_stats()
+            return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    except (ValueError, RuntimeError, KeyError):
+        return None
+    return None
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _make_step(model, x, y, loop: str, backend: str):
+    """A callable running one train step to completion (returns the loss), and a finaliser."""
+    if loop == "train_on_batch" or backend != "jax":
+        # TF's train_on_batch is one call into the compiled step plus a host copy
+        # of the loss (which also waits for the step to finish).
+        return (lambda: model.train_on_batch(x, y, return_dict=True)["loss"]), (lambda: None)
+    # JAX's train_on_batch reads every variable out and writes it back each call;
+    # keep the state in the loop instead (Keras' own compiled train step).
+    import jax
+
+    model.train_on_batch(x, y)  # builds the optimizer and the compiled step
+    state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                 optimizer_variables=True, metrics_variables=True,
+                                 purge_model_variables=False)
+    box = {"state": state}
+
+    def step():
+        logs, box["state"] = model.train_function(box["state"], iter([(x, y, None)]))
+        return jax.block_until_ready(logs)["loss"]
+
+    def finish():
+        tv, ntv, ov, mv = box["state"]
+        model._jax_state = {"trainable_variables": tv, "non_trainable_variables": ntv,
+                            "optimizer_variables": ov, "metrics_variables": mv}
+        model.jax_state_sync()
+
+    return step, finish
+
+
+def run_worker(variant: str, cfg: dict) -> dict:
+    """Builds, compiles and times one variant in this process."""
+    import keras
+    import numpy as np
+
+    backend = keras.backend.backend()
+    device, accelerator = _device_name(backend)
+    if cfg["bf16"]:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    space = make_space(cfg)
+    table = load_benchmark_table(cfg["table"], space)
+    rng = np.random.default_rng(0)
+    shape = (cfg["batch"], space.input_size, space.input_size, 3)
+    x = keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
+    labels = rng.integers(0, space.num_classes, cfg["batch"])
+    y = keras.ops.convert_to_tensor(np.eye(space.num_classes, dtype="float32")[labels])
+    base_rss = _rss_mb()
+
+    model = build_variant(variant, space, table)
+    params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    jit = {"auto": backend == "jax" or accelerator, "on": True, "off": False}[cfg["jit"]]
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(LR_PER_256 * cfg["batch"] / 256, **RMSPROP),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                  label_smoothing=LABEL_SMOOTHING),
+        jit_compile=jit,
+    )
+    t0 = time.perf_counter()
+    step, finish = _make_step(model, x, y, cfg["loop"], backend)
+    loss = step()
+    first_s = time.perf_counter() - t0
+    for _ in range(cfg["warmup"]):
+        step()
+    times = []
+    for _ in range(cfg["steps"]):
+        t = time.perf_counter()
+        loss = step()
+        times.append((time.perf_counter() - t) * 1e3)
+    finish()
+    dev_peak = _device_peak_bytes(backend) if accelerator else None
+    times.sort()
+    return {
+        "variant": variant,
+        "params": params,
+        "step_ms": statistics.median(times),
+        "step_ms_p10": times[len(times) // 10],
+        "step_ms_p90": times[(len(times) * 9) // 10],
+        "first_step_s": first_s,
+        "peak_mem_mb": dev_peak / 2**20 if dev_peak is not None else _rss_mb() - base_rss,
+        "peak_mem_kind": "device peak_bytes_in_use" if dev_peak is not None else "host RSS delta",
+        "last_loss": float(np.asarray(loss)),
+        "jit_compile": bool(jit),
+        "backend": backend,
+        "device": device,
+        "accelerator": accelerator,
+        "runtime_loss": bool(table is not None and variant != "fixed"),
+    }
+
+
+def run_variant(variant: str, cfg: dict, timeout_s: float) -> dict:
+    """Runs :func:`run_worker` in a fresh Python process; errors become a record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        cmd = [sys.executable, os.path.abspath(__file__), f"--_worker={variant}",
+               f"--_config={json.dumps(cfg)}", f"--_out={out}"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"variant": variant, "error": f"timed out after {timeout_s:.0f} s"}
+        if proc.returncode != 0 or not os.path.exists(out):
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            return {"variant": variant, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+        with open(out) as f:
+            return json.load(f)
+
+
+# -- the report ---------------------------------------------------------------------------
+def expected_threshold_params(space) -> int:
+    """Thresholds the superkernel adds: 3 per skippable, 2 per other searchable layer."""
+    return sum((3 if s.skippable else 2) for s in space.layers() if s.searchable)
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def summarize(results: dict[str, dict], cfg: dict) -> dict:
+    """The JSON report: per-variant figures, ratios, projection, config."""
+    space = make_space(cfg)
+
+    def get(key):
+        return {v: r.get(key) for v, r in results.items()}
+
+    params, step_ms = get("params"), get("step_ms")
+    first = next((r for r in results.values() if "backend" in r), {})
+    sp, fx, mp = (params.get(v) for v in VARIANTS)
+    projection = {}
+    if space.input_size == 224 and space.width == 1.0:
+        for v, ms in step_ms.items():
+            if ms:
+                ips = cfg["batch"] / (ms / 1e3)
+                projection[v] = {"images_per_s": ips,
+                                 "hours": SEARCH_EPOCHS * IMAGENET_TRAIN_IMAGES / ips / 3600}
+    return {
+        "params": params,
+        "step_ms": step_ms,
+        "step_ms_p10": get("step_ms_p10"),
+        "step_ms_p90": get("step_ms_p90"),
+        "first_step_s": get("first_step_s"),
+        "peak_mem_mb": get("peak_mem_mb"),
+        "peak_mem_kind": first.get("peak_mem_kind"),
+        "errors": {v: r["error"] for v, r in results.items() if "error" in r},
+        "sp_over_fixed_time": _ratio(step_ms.get("single_path"), step_ms.get("fixed")),
+        "mp_over_sp_time": _ratio(step_ms.get("multi_path"), step_ms.get("single_path")),
+        "mp_over_sp_params": _ratio(mp, sp),
+        "sp_minus_fixed_params": sp - fx if sp is not None and fx is not None else None,
+        "expected_sp_minus_fixed_params": expected_threshold_params(space),
+        "projection_8_epochs": projection,
+        "paper_tpu_hours": PAPER_TPU_HOURS,
+        "runtime_loss": (f"Pixel 1 table {cfg['table']} (lambda={RUNTIME_LAMBDA})"
+                         if cfg["table"] else "none (no latency table for this space)"),
+        "data": "synthetic random tensors in device memory (speed benchmark only)",
+        "config": dict(cfg, space_dict=space.to_dict()),
+        "backend": first.get("backend"),
+        "device": first.get("device"),
+        "jit_compile": first.get("jit_compile"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: the table, the ratios against targets, the projection."""
+
+    def num(x, fmt):
+        return "n/a" if x is None else format(x, fmt)
+
+    cfg = report["config"]
+    lines = [
+        f"Backend {report['backend']}, {report['device']}, jit_compile={report['jit_compile']}, "
+        f"input {cfg['input_size']}, width {cfg['width']}, batch {cfg['batch']}, "
+        f"{cfg['steps']} timed steps after {cfg['warmup']} warm-up, bf16={cfg['bf16']}, "
+        f"loop={cfg['loop']}. Runtime loss: {report['runtime_loss']}. Data: {report['data']}.",
+        "",
+        f"| variant | trainable params | step ms (median) | p10-p90 ms | first step s "
+        f"| peak mem MB ({report['peak_mem_kind']}) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for v in report["params"]:
+        if v in report["errors"]:
+            lines.append(f"| {v} | error: {report['errors'][v]} | | | | |")
+            continue
+        lines.append(
+            f"| {v} | {report['params'][v]:,} | {report['step_ms'][v]:.1f} "
+            f"| {report['step_ms_p10'][v]:.1f}-{report['step_ms_p90'][v]:.1f} "
+            f"| {report['first_step_s'][v]:.1f} | {report['peak_mem_mb'][v]:.0f} |"
+        )
+    diff, want = report["sp_minus_fixed_params"], report["expected_sp_minus_fixed_params"]
+    lines += [
+        "",
+        f"- single-path / fixed step time: {num(report['sp_over_fixed_time'], '.3f')} (target <= 1.10)",
+        f"- multi-path / single-path step time: {num(report['mp_over_sp_time'], '.2f')} (target >= 2.5)",
+        f"- multi-path / single-path params: {num(report['mp_over_sp_params'], '.2f')} (target >= 2.5)",
+        f"- single-path - fixed params: {num(diff, 'd')} (expected {want} = 3 per skippable + "
+        f"2 per other searchable layer{'' if diff is None else ': ok' if diff == want else ': MISMATCH'})",
+    ]
+    if report["projection_8_epochs"]:
+        unit = "GPU-hours" if report["device"] and report["device"].startswith(("gpu", "cuda")) else (
+            "device-hours on this device (not a GPU: a dry run, not a projection to quote)")
+        lines += ["", f"Projected search cost, {SEARCH_EPOCHS} epochs x {IMAGENET_TRAIN_IMAGES:,} "
+                  f"images at this throughput ({unit}); paper: {PAPER_TPU_HOURS:.0f} TPU-hours:"]
+        for v, p in report["projection_8_epochs"].items():
+            lines.append(f"- {v}: {p['images_per_s']:.0f} images/s -> {p['hours']:.1f} h")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--input_size", type=int)
+    parser.add_argument("--width", type=float)
+    parser.add_argument("--steps", type=int, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, help="untimed steps after the first (compiling) one")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--table", help="Pixel 1 latency table (only the paper's 224 space)")
+    parser.add_argument("--bf16", action="store_true", help="mixed_bfloat16 policy (GPU)")
+    parser.add_argument("--loop", choices=("tight", "train_on_batch"), default="tight",
+                        help="JAX: 'tight' keeps the state in the loop (TF always uses train_on_batch)")
+    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
+                        help="auto: on for JAX and for TF on a GPU, off for TF on a CPU")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per variant")
+    parser.add_argument("--json", help="write the report here (atomically)")
+    parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_config", help=argparse.SUPPRESS)
+    parser.add_argument("--_out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args._worker:
+        from spnas.fileio import atomic_write_json
+
+        try:
+            result = run_worker(args._worker, json.loads(args._config))
+        except Exception as e:  # e.g. out of memory: reported in the table, not fatal
+            result = {"variant": args._worker, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        atomic_write_json(args._out, result)
+        return 0
+
+    try:
+        cfg = resolve_config(args)
+        variants = parse_variants(args.variants)
+        load_benchmark_table(cfg["table"], make_space(cfg))  # fail before any subprocess
+    except (BenchConfigError, ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    results = {}
+    for v in variants:
+        print(f"[search_cost] {v} ...", file=sys.stderr, flush=True)
+        results[v] = run_variant(v, cfg, args.timeout)
+    report = summarize(results, cfg)
+    print(markdown(report))
+    if args.json:
+        from spnas.fileio import atomic_write_json
+
+        atomic_write_json(args.json, report)
+    return 1 if len(report["errors"]) == len(variants) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""``build_dataset``: one entry point for all input pipelines of spnas.
+
+Dispatches a dataset name to a source (embedded digits, image folder, TFDS,
+ImageNet), then builds the same ``tf.data`` pipeline for all of them:
+
+* training: shuffle -> repeat forever -> per-element seeded augmentation
+  (MnasNet crop/flip, ``preprocess.py``) in a parallel map -> batch -> normalise;
+* evaluation: one deterministic pass, centre crop, batch, normalise;
+
+and finally ``prefetch``. Images are normalised with the ImageNet mean and
+standard deviation times 255 used by MnasNet and the paper's release
+(``spnas.search.space.IMAGENET_MEAN_RGB`` / ``IMAGENET_STDDEV_RGB``); labels are
+one-hot float32. Auto-sharding is by DATA so each worker of a
+MultiWorkerMirroredStrategy sees a disjoint share of every source, including
+sources that are not file based (the embedded digits, path lists).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import tensorflow as tf
+
+from spnas.data.embedded import embedded_info, embedded_source
+from spnas.data.folder import PREFIX as FOLDER_PREFIX
+from spnas.data.folder import folder_info, folder_source
+from spnas.data.preprocess import preprocess_image
+from spnas.data.source import (
+    AUGMENTS,
+    ON_CORRUPT,
+    SPLITS,
+    DatasetError,
+    DatasetInfo,
+    Source,
+    check_choice,
+    check_fraction,
+    unknown_name_error,
+)
+from spnas.data.tfds_source import tfds_info, tfds_source
+from spnas.search.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
+
+log = logging.getLogger(__name__)
+
+TFDS_PREFIX = "tfds:"
+
+
+def _parse_name(name: str) -> tuple[str, str]:
+    """Returns (kind, argument): ("embedded", ""), ("folder", root) or ("tfds", name)."""
+    if not isinstance(name, str) or not name.strip():
+        raise unknown_name_error(name)
+    name = name.strip()
+    if name == "embedded":
+        return "embedded", ""
+    if name.startswith(FOLDER_PREFIX):
+        return "folder", name[len(FOLDER_PREFIX) :]
+    if name.startswith(TFDS_PREFIX):
+        return "tfds", name[len(TFDS_PREFIX) :]
+    if ":" in name:
+        raise unknown_name_error(name)
+    return "tfds", name
+
+
+def _positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise DatasetError(f"{what} must be a positive integer; got {value!r}")
+    return value
+
+
+def dataset_info(
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> DatasetInfo:
+    """Cheap metadata of a dataset split, without building a pipeline.
+
+    Image folders are only listed (no decoding): ``skipped`` is 0 and
+    ``image_size`` None; ``build_dataset``'s info has both after its corruption
+    scan. An unprepared ``imagenet2012`` with valid tar files reports the standard
+    ILSVRC2012 sizes without preparing anything.
+
+    Args:
+        name: see ``build_dataset``.
+        split: ``"train"`` or ``"validation"``.
+        data_dir: TFDS data directory.
+        manual_dir: ImageNet manual directory (the two ILSVRC2012 tar files).
+        validation_fraction: held-out share for sources without a validation split.
+        seed: seed of that held-out split.
+
+    Returns:
+        The split's DatasetInfo.
+
+    Raises:
+        DatasetError: unknown name, missing or unprepared data, bad arguments.
+    """
+    kind, arg = _parse_name(name)
+    check_choice(split, SPLITS, "split")
+    fraction = check_fraction(validation_fraction)
+    if kind == "embedded":
+        return embedded_info(split, fraction, seed)
+    if kind == "folder":
+        return folder_info(arg, split, fraction, seed)
+    return tfds_info(arg, split, data_dir, manual_dir, fraction, seed)
+
+
+def _source(kind, arg, split, training, data_dir, manual_dir, fraction, seed, on_corrupt) -> Source:
+    if kind == "embedded":
+        return embedded_source(split, fraction, seed)
+    if kind == "folder":
+        return folder_source(arg, split, fraction, seed, on_corrupt)
+    return tfds_source(arg, split, data_dir, manual_dir, fraction, seed, training)
+
+
+def build_dataset(
+    name: str,
+    split: str,
+    batch_size: int,
+    image_size: int,
+    training: bool,
+    *,
+    augment: str | None = None,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    on_corrupt: str = "error",
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    drop_remainder: bool | None = None,
+) -> tuple[tf.data.Dataset, DatasetInfo]:
+    """Builds a batched input pipeline of (images, one-hot labels).
+
+    Args:
+        name: ``"embedded"``, ``"imagenet2012"``, ``"folder:/path/to/root"``, or a
+            prepared TFDS name (``"cifar10"`` or ``"tfds:cifar10"``).
+        split: ``"train"`` or ``"validation"``.
+        batch_size: global batch size.
+        image_size: output height and width.
+        training: shuffle, repeat forever and augment; else one deterministic pass.
+        augment: ``"mnasnet"``, ``"flip"`` or ``"none"``; None uses the dataset's
+            default (``"none"`` for the digits, which must not be flipped;
+            ``"mnasnet"`` otherwise).
+        data_dir: TFDS data directory (default: TFDS's own default).
+        manual_dir: directory holding ILSVRC2012_img_train.tar and
+            ILSVRC2012_img_val.tar, used to prepare ``imagenet2012`` once.
+        on_corrupt: ``"error"`` raises a DatasetError naming corrupt files;
+            ``"skip"`` drops them (counted in ``info.skipped``).
+        validation_fraction: held-out share (stratified per class where labels are
+            known) for sources without a validation split.
+        seed: seed of the held-out split, shuffling and augmentation.
+        drop_remainder: drop the last partial batch; default ``training``.
+
+    Returns:
+        ``(dataset, info)``; elements are float32 images ``[B, S, S, 3]`` and
+        float32 one-hot labels ``[B, num_classes]``.
+
+    Raises:
+        DatasetError: unknown name, missing or unprepared data, corrupt files with
+            ``on_corrupt="error"``, or bad arguments.
+    """
+    kind, arg = _parse_name(name)
+    check_choice(split, SPLITS, "split")
+    _positive_int(batch_size, "batch_size")
+    _positive_int(image_size, "image_size")
+    if augment is not None:
+        check_choice(augment, AUGMENTS, "augment")
+    check_choice(on_corrupt, ON_CORRUPT, "on_corrupt")
+    fraction = check_fraction(validation_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DatasetError(f"seed must be an integer; got {seed!r}")
+    training = bool(training)
+    drop_remainder = training if drop_remainder is None else bool(drop_remainder)
+
+    source = _source(kind, arg, split, training, data_dir, manual_dir, fraction, seed, on_corrupt)
+    info = source.info
+    augment = augment or source.default_augment
+    if info.num_examples == 0:
+        raise DatasetError(f"{info.name} split {split!r} has no examples")
+    if drop_remainder and info.num_examples < batch_size:
+        raise DatasetError(
+            f"{info.name} split {split!r} has {info.num_examples} examples, fewer than "
+            f"batch_size={batch_size} with drop_remainder=True: it would yield no batch"
+        )
+
+    ds = source.elements
+    if training:
+        ds = ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        # One stateless seed per element from (seed, position in the stream): the same
+        # seed reproduces the same crops and flips; every epoch gets new ones.
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+
+        def prepare(element, position):
+            image, label = source.load(*element)
+            element_seed = tf.stack([tf.constant(seed, tf.int64), position])
+            image = preprocess_image(
+                image,
+                image_size=image_size,
+                training=True,
+                augment=augment,
+                encoded=source.encoded,
+                seed=element_seed,
+            )
+            return image, label
+    else:
+
+        def prepare(*element):
+            image, label = source.load(*element)
+            image = preprocess_image(
+                image,
+                image_size=image_size,
+                training=False,
+                augment=augment,
+                encoded=source.encoded,
+            )
+            return image, label
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    if on_corrupt == "skip":
+        # Corrupt folder files were already removed by the scan; this also covers
+        # files that go bad later and corrupt records inside TFDS datasets.
+        ds = ds.ignore_errors(log_warning=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    mean = tf.constant(IMAGENET_MEAN_RGB, tf.float32)
+    std = tf.constant(IMAGENET_STDDEV_RGB, tf.float32)
+    num_classes = info.num_classes
+
+    def finish(images, labels):
+        return (images - mean) / std, tf.one_hot(labels, num_classes, dtype=tf.float32)
+
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+    log.info(
+        "%s/%s: %d examples, %d classes, batch %d, %dx%d, augment=%s, training=%s",
+        info.name,
+        split,
+        info.num_examples,
+        info.num_classes,
+        batch_size,
+        image_size,
+        image_size,
+        augment,
+        training,
+    )
+    return ds, info

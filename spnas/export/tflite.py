@@ -1,0 +1,150 @@
+"""Keras -> TFLite conversion: a float model and a full-integer (int8) model.
+
+The paper deploys its searched ConvNet with TFLite on a Pixel 1 and profiles
+the candidate layers with the same runtime (Stamoulis et al., 2019, Sec. 3.4
+and 4); the release's training code adds post-training quantization with a
+representative dataset. This module is the TensorFlow edge that produces both
+flatbuffers from a Keras 3 model.
+
+Conversion goes through ``tf.lite.TFLiteConverter.from_keras_model``: with
+Keras 3 in TF 2.21 it exports the model as a SavedModel (``model.export``) and
+converts that, which folds BatchNormalization into the convolutions and freezes
+the variables. (``from_concrete_functions`` with the model as trackable object
+keeps the Keras 3 variables as ``VAR_HANDLE``/``READ_VARIABLE`` ops, which the
+int8 calibrator cannot run, so we do not use it.)
+
+int8 models are fully integer inside (weights and activations int8, int32
+biases; only ``TFLITE_BUILTINS_INT8`` ops are allowed, so conversion fails
+rather than silently leaving float ops). By default their input and output stay
+float32: the converter adds one QUANTIZE op at the input and one DEQUANTIZE at
+the output, so the model is a drop-in replacement for the float one and takes
+the same normalised images. ``int8_io=True`` gives int8 input and output
+tensors instead (what a microcontroller deployment wants);
+:func:`spnas.export.litert.run_tflite` applies the scales either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import warnings
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+DEFAULT_NUM_CALIBRATION = 200  # images fed to the int8 calibrator
+
+
+class ExportError(ValueError):
+    """A model cannot be converted, loaded or run as asked."""
+
+
+def _tf():
+    # TensorFlow is imported lazily: it is the edge, and it takes seconds to load.
+    import tensorflow as tf
+
+    return tf
+
+
+def _converter(model):
+    """A converter for ``model``; silences the SavedModel export's stdout banner."""
+    tf = _tf()
+    if not getattr(model, "inputs", None) or len(model.inputs) != 1:
+        raise ExportError(
+            f"Model {getattr(model, 'name', model)!r} must be a built Keras model with exactly one "
+            "input (build it with keras.Input or call it once on data before exporting)."
+        )
+    with contextlib.redirect_stdout(io.StringIO()):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _convert(converter, what: str) -> bytes:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # "Statistics for quantized inputs were expected": the input stays
+            # float32 unless int8_io, so there are none to give.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return bytes(converter.convert())
+    except Exception as e:  # the converter raises many private error types
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ExportError(f"TFLite {what} conversion failed: {first}") from e
+
+
+def convert_float(model) -> bytes:
+    """Converts a Keras model to a float32 TFLite flatbuffer.
+
+    Args:
+      model: a built single-input ``keras.Model`` (functional or subclassed).
+
+    Returns:
+      The ``.tflite`` flatbuffer.
+
+    Raises:
+      ExportError: the model has no single input or the converter fails.
+    """
+    return _convert(_converter(model), "float")
+
+
+def _single_samples(representative: Iterable[np.ndarray], input_shape: tuple) -> Iterator[np.ndarray]:
+    """Splits batches (or single images) into float32 batches of one."""
+    for item in representative:
+        if isinstance(item, (tuple, list)):  # (images, labels) batches from a dataset
+            item = item[0]
+        arr = np.asarray(item, dtype=np.float32)
+        if arr.ndim == len(input_shape) - 1:
+            arr = arr[None]
+        if arr.shape[1:] != tuple(input_shape[1:]):
+            raise ExportError(
+                f"Representative images have shape {arr.shape[1:]}, the model takes "
+                f"{tuple(input_shape[1:])}."
+            )
+        for i in range(arr.shape[0]):
+            yield arr[i : i + 1]
+
+
+def convert_int8(
+    model,
+    representative: Iterable[np.ndarray],
+    num_samples: int = DEFAULT_NUM_CALIBRATION,
+    int8_io: bool = False,
+) -> bytes:
+    """Converts a Keras model to a full-integer (int8) TFLite flatbuffer.
+
+    Args:
+      model: a built single-input ``keras.Model``.
+      representative: real, preprocessed inputs for calibrating the activation
+        ranges: arrays ``[B, H, W, C]`` or ``[H, W, C]``, or ``(images, labels)``
+        pairs; batches are split into single images.
+      num_samples: how many images to calibrate on (the first ones).
+      int8_io: int8 input/output tensors instead of float32 ones.
+
+    Returns:
+      The ``.tflite`` flatbuffer.
+
+    Raises:
+      ExportError: no representative images, wrong shapes, or the converter
+        cannot quantize an op to int8.
+    """
+    if num_samples < 1:
+        raise ExportError(f"num_samples must be >= 1, got {num_samples}.")
+    tf = _tf()
+    input_shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
+    if input_shape is None:
+        raise ExportError("Model must be built with one input before int8 conversion.")
+    samples = list(itertools.islice(_single_samples(representative, input_shape), num_samples))
+    if not samples:
+        raise ExportError("int8 conversion needs at least one representative image; got none.")
+
+    def dataset():
+        for s in samples:
+            yield [s]
+
+    converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return _convert(converter, "int8")

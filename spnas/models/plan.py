@@ -1,0 +1,335 @@
+"""Resolve an architecture into a concrete layer plan (no Keras needed).
+
+An architecture (a registry name, an ``arch.json``, or a list of stage strings)
+plus the build options (classes, input size, width multiplier, ...) resolve
+into a :class:`ModelPlan`: stem, one :class:`LayerPlan` per MBConv layer with
+its resolved channels, stride, residual and feature-map size, and head. The
+Keras builder (:mod:`spnas.models.builder`) turns a plan into a model;
+:meth:`ModelPlan.count_params` counts its parameters without building one.
+
+Conventions (Single-Path NAS Sec. 3.1 and its MnasNet/MobileNetV2 backbone):
+stage strings carry unscaled channels; the width multiplier rounds the stem
+and every stage's channels with MnasNet's ``round_filters`` (divisor 8, never
+more than 10 % down); the head is scaled according to the entry's
+``head_scaling`` (MobileNetV2: only for width > 1). A layer is residual when
+its stride is 1, its input and output channels agree and its stage is not
+``noskip``. Downsampling follows :meth:`SearchSpace.layers` so a decoded net
+accepts exactly the inputs its supernet accepted: the stem stride must divide
+the input size, and a strided layer needs a feature map at least as large as
+its stride ('same' padding, output ``ceil(hw / stride)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import Any, Union
+
+from spnas.models.arch_string import decode_all
+from spnas.models.registry import (
+    HEAD_SCALING,
+    ArchEntry,
+    UnknownArchError,
+    get_arch,
+    list_archs,
+    scaled_head,
+)
+from spnas.search.space import SearchSpace, round_filters
+
+# Defaults where neither the caller nor the architecture says otherwise
+# (the paper's ImageNet setting, reference-facts.md).
+DEFAULT_NUM_CLASSES = 1000
+DEFAULT_INPUT_SIZE = 224
+DEFAULT_WIDTH = 1.0
+DEFAULT_DROPOUT = 0.2
+DEFAULT_STEM_CHANNELS = 32
+DEFAULT_STEM_STRIDE = 2
+DEFAULT_HEAD_CHANNELS = 1280
+
+ArchLike = Union[str, os.PathLike, Sequence[str], ArchEntry, dict]
+
+
+class ArchitectureError(ValueError):
+    """An architecture cannot be built as asked (names the layer or option)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """One resolved MBConv layer of a plain network."""
+
+    index: int  # running index over the built layers (skipped layers are absent)
+    stage: int  # index of the stage string it comes from
+    name: str  # Keras name prefix, timm-style ``blocks_{stage}_{repeat}``
+    in_ch: int
+    out_ch: int
+    kernel: int
+    stride: int
+    expansion: int
+    residual: bool
+    input_hw: int
+    output_hw: int
+
+    def count_params(self) -> int:
+        """Trainable parameters: convs without bias, BN gamma and beta."""
+        mid = self.in_ch * self.expansion
+        n = 0
+        if self.expansion != 1:
+            n += self.in_ch * mid + 2 * mid  # conv_pw + bn1
+        n += self.kernel * self.kernel * mid + 2 * mid  # conv_dw + bn2
+        n += mid * self.out_ch + 2 * self.out_ch  # conv_pwl + bn3
+        return n
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPlan:
+    """Everything the builder needs, fully resolved (channels already scaled)."""
+
+    name: str
+    stages: tuple[str, ...]  # unscaled stage strings
+    input_size: int
+    num_classes: int
+    dropout: float
+    width: float
+    stem_channels: int  # scaled
+    stem_stride: int
+    head_channels: int  # scaled
+    layers: tuple[LayerPlan, ...]
+
+    def count_params(self) -> int:
+        """Trainable parameters, as timm/torchvision report them.
+
+        Keras' ``model.count_params()`` is larger by the BN moving mean and
+        variance (2 per BN channel), which are not trained.
+        """
+        stem = 3 * 3 * 3 * self.stem_channels + 2 * self.stem_channels
+        last = self.layers[-1].out_ch if self.layers else self.stem_channels
+        head = last * self.head_channels + 2 * self.head_channels
+        classifier = self.head_channels * self.num_classes + self.num_classes
+        return stem + sum(layer.count_params() for layer in self.layers) + head + classifier
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """What an architecture says about itself before the caller's overrides."""
+
+    name: str
+    stages: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def _from_entry(entry: ArchEntry) -> _Source:
+    return _Source(
+        name=entry.name,
+        stages=tuple(entry.stages),
+        options=dict(
+            stem_channels=entry.stem_channels,
+            stem_stride=entry.stem_stride,
+            head_channels=entry.head_channels,
+            head_scaling=entry.head_scaling,
+            width=entry.width,
+            dropout=entry.dropout,
+            input_size=entry.input_size,
+        ),
+    )
+
+
+def _from_arch_json(data: dict, where: str) -> _Source:
+    """An arch.json dictionary (already validated by ``validate_arch``)."""
+    from spnas.search.decode import ArchError, stage_strings
+
+    name = "arch"
+    if where != "(in memory)":
+        name = os.path.splitext(os.path.basename(where))[0] or name
+    if "space" not in data:
+        # No space: the stages are all there is; they are taken as unscaled.
+        return _Source(name=name, stages=tuple(data["stages"]), options={})
+    try:
+        space = SearchSpace.from_dict(data["space"])
+        # The stage strings an arch.json stores are spelt at the space's width;
+        # the builder wants unscaled channels, so respell them at width 1 from
+        # the per-layer choices (this also cross-checks the file).
+        base = dataclasses.replace(space, width=1.0)
+        unscaled = stage_strings(base, data["layers"])
+        scaled = stage_strings(space, data["layers"])
+    except (TypeError, ValueError) as e:
+        raise ArchError(f"arch {where!r}: {e}") from None
+    if list(data["stages"]) not in (scaled, unscaled):
+        raise ArchError(
+            f"arch {where!r}: its 'stages' {list(data['stages'])} disagree with its 'layers' "
+            f"(which give {scaled})."
+        )
+    return _Source(
+        name=name,
+        stages=tuple(unscaled),
+        options=dict(
+            stem_channels=space.stem_channels,
+            stem_stride=space.stem_stride,
+            head_channels=space.head_channels,
+            head_scaling="above_1",  # SearchSpace.head_filters
+            width=space.width,
+            dropout=space.dropout,
+            input_size=space.input_size,
+            num_classes=space.num_classes,
+        ),
+    )
+
+
+def _resolve_source(arch: ArchLike) -> _Source:
+    from spnas.search.decode import load_arch, validate_arch
+
+    if isinstance(arch, ArchEntry):
+        return _from_entry(arch)
+    if isinstance(arch, dict):
+        return _from_arch_json(validate_arch(arch), "(in memory)")
+    if isinstance(arch, (str, os.PathLike)):
+        path = os.fspath(arch)
+        looks_like_path = (
+            isinstance(arch, os.PathLike) or path.endswith(".json") or os.sep in path
+            or (os.altsep is not None and os.altsep in path)
+        )
+        if not looks_like_path:
+            try:
+                return _from_entry(get_arch(path))
+            except UnknownArchError:
+                if not os.path.isfile(path):
+                    raise UnknownArchError(
+                        f"Unknown architecture {path!r}: not a registry name (known: "
+                        f"{', '.join(list_archs())}) nor an arch.json file."
+                    ) from None
+        return _from_arch_json(load_arch(path), path)
+    if isinstance(arch, Sequence):
+        return _Source(name="convnet", stages=tuple(arch), options={})
+    raise TypeError(
+        f"arch must be a registry name, an arch.json path or dict, an ArchEntry or a list of "
+        f"stage strings; got {type(arch).__name__}."
+    )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ArchitectureError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def plan_model(
+    arch: ArchLike,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    width: float | None = None,
+    dropout: float | None = None,
+    *,
+    stem_channels: int | None = None,
+    stem_stride: int | None = None,
+    head_channels: int | None = None,
+    name: str | None = None,
+) -> ModelPlan:
+    """Resolves an architecture and build options into a :class:`ModelPlan`.
+
+    Each option left as ``None`` takes the architecture's own value (a
+    registry entry's fields, an arch.json's ``space``), else the paper's
+    ImageNet default (1000 classes, 224x224, width 1.0, dropout 0.2, stem 32
+    channels stride 2, head 1280). ``stem_channels`` and ``head_channels`` are
+    unscaled: the width multiplier applies to them as to the stages.
+
+    Raises:
+      ArchitectureError: the input cannot be downsampled as asked (names the
+        layer) or an option is out of range.
+      ValueError: a malformed stage string (names the token), an unknown
+        architecture name, or a bad arch.json (``ArchError``).
+    """
+    source = _resolve_source(arch)
+    specs = decode_all(list(source.stages))
+    opts = source.options
+
+    def pick(key: str, given: Any, default: Any) -> Any:
+        return given if given is not None else opts.get(key, default)
+
+    num_classes = _check_int("num_classes", pick("num_classes", num_classes, DEFAULT_NUM_CLASSES), 2)
+    input_size = _check_int("input_size", pick("input_size", input_size, DEFAULT_INPUT_SIZE), 1)
+    stem_stride = _check_int("stem_stride", pick("stem_stride", stem_stride, DEFAULT_STEM_STRIDE), 1)
+    stem_base = _check_int(
+        "stem_channels", pick("stem_channels", stem_channels, DEFAULT_STEM_CHANNELS), 1
+    )
+    head_base = _check_int(
+        "head_channels", pick("head_channels", head_channels, DEFAULT_HEAD_CHANNELS), 1
+    )
+    width = float(pick("width", width, DEFAULT_WIDTH))
+    if not math.isfinite(width) or width <= 0:
+        raise ArchitectureError(f"width must be a positive number, got {width!r}.")
+    dropout = float(pick("dropout", dropout, DEFAULT_DROPOUT))
+    if not 0.0 <= dropout < 1.0:
+        raise ArchitectureError(f"dropout must be in [0, 1), got {dropout!r}.")
+    head_scaling = opts.get("head_scaling", "above_1")
+    if head_scaling not in HEAD_SCALING:
+        raise ArchitectureError(f"head_scaling must be one of {HEAD_SCALING}, got {head_scaling!r}.")
+
+    if input_size % stem_stride:
+        raise ArchitectureError(
+            f"Input size {input_size} cannot be downsampled as asked: the stem has stride "
+            f"{stem_stride}, which does not divide it."
+        )
+    hw = input_size // stem_stride
+    in_ch = round_filters(stem_base, width)
+    layers: list[LayerPlan] = []
+    for s, (text, spec) in enumerate(zip(source.stages, specs)):
+        out_ch = round_filters(spec.channels, width)
+        for r in range(spec.repeats):
+            stride = spec.stride if r == 0 else 1
+            layer_name = f"blocks_{s}_{r}"
+            if hw < stride:
+                raise ArchitectureError(
+                    f"Input size {input_size} cannot be downsampled as asked: layer {layer_name} "
+                    f"(stage {s}, {text!r}) has stride {stride} on a {hw}x{hw} feature map."
+                )
+            out_hw = math.ceil(hw / stride)
+            layers.append(
+                LayerPlan(
+                    index=len(layers),
+                    stage=s,
+                    name=layer_name,
+                    in_ch=in_ch,
+                    out_ch=out_ch,
+                    kernel=spec.kernel,
+                    stride=stride,
+                    expansion=spec.expansion,
+                    residual=(not spec.noskip) and stride == 1 and in_ch == out_ch,
+                    input_hw=hw,
+                    output_hw=out_hw,
+                )
+            )
+            hw, in_ch = out_hw, out_ch
+
+    model_name = name if name is not None else source.name
+    model_name = re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "convnet"
+    return ModelPlan(
+        name=model_name,
+        stages=tuple(source.stages),
+        input_size=input_size,
+        num_classes=num_classes,
+        dropout=dropout,
+        width=width,
+        stem_channels=round_filters(stem_base, width),
+        stem_stride=stem_stride,
+        head_channels=scaled_head(head_base, width, head_scaling),
+        layers=tuple(layers),
+    )
+
+
+def count_params(
+    arch: ArchLike,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    width: float | None = None,
+    **options: Any,
+) -> int:
+    """Trainable parameters of ``build_model``'s network, without building it.
+
+    Counts what timm and torchvision report (BN moving statistics excluded).
+    Takes the same arguments as :func:`spnas.models.build_model`
+    (``weight_decay`` and ``name`` do not change the count).
+    """
+    options.pop("weight_decay", None)
+    return plan_model(arch, num_classes, input_size, width, **options).count_params()
