@@ -10,9 +10,9 @@ import pytest
 from keras import ops
 
 from spnas.latency.table import LatencyTable
+from spnas.models import blocks
 from spnas.search.space import CANDIDATES, SearchSpace, embedded_space, uniform_choices
 from spnas.search.supernet import RUNTIME_LOSS_SCALE, Supernet, build_supernet, latency_config
-from spnas.models import blocks
 
 TINY = SearchSpace(
     blocks=("r1_k3_s11_e1_i32_o16_noskip", "r2_k5_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
