@@ -51,7 +51,9 @@ class StageSpec:
 
     def __post_init__(self):
         if self.block_type not in BLOCK_TYPES:
-            raise ValueError(f"Unknown block type {self.block_type!r}; expected one of {BLOCK_TYPES}.")
+            raise ValueError(
+                f"Unknown block type {self.block_type!r}; expected one of {BLOCK_TYPES}."
+            )
         for name in ("repeats", "kernel", "stride", "expansion", "channels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -151,9 +153,7 @@ def decode_all(stages: Sequence[str]) -> list[StageSpec]:
         offending token and stage.
     """
     if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
-        raise ValueError(
-            f"An architecture is a non-empty list of stage strings, got {stages!r}."
-        )
+        raise ValueError(f"An architecture is a non-empty list of stage strings, got {stages!r}.")
     out = []
     for i, s in enumerate(stages):
         try:

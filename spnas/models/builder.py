@@ -1,6 +1,6 @@
 """Plain Keras ConvNets from architectures: the model a search hands to training.
 
-After the search (Single-Path NAS Sec. 3.3) the decoded network is a plain
+After the search (Single-Path NAS Sec. 3.2 and 4.1) the decoded network is a plain
 MBConv ConvNet: no superkernel, no masks, skipped layers gone. This module
 builds it (and the baselines of the paper's Table 1 and Fig. 8) as a Keras
 functional model of standard layers only (Conv2D, DepthwiseConv2D,
@@ -31,8 +31,7 @@ def build_from_plan(plan: ModelPlan, weight_decay: float = 0.0) -> keras.Model:
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
-    inputs = keras.Input(shape=(plan.input_size, plan.input_size, 3), dtype="float32",
-                         name="image")
+    inputs = keras.Input(shape=(plan.input_size, plan.input_size, 3), dtype="float32", name="image")
     x = blocks.stem(inputs, plan.stem_channels, plan.stem_stride, weight_decay=weight_decay)
     for layer in plan.layers:
         x = blocks.mbconv(
@@ -45,8 +44,9 @@ def build_from_plan(plan: ModelPlan, weight_decay: float = 0.0) -> keras.Model:
             name=layer.name,
             weight_decay=weight_decay,
         )
-    logits = blocks.head(x, plan.head_channels, plan.num_classes, plan.dropout,
-                         weight_decay=weight_decay)
+    logits = blocks.head(
+        x, plan.head_channels, plan.num_classes, plan.dropout, weight_decay=weight_decay
+    )
     return keras.Model(inputs, logits, name=plan.name)
 
 
@@ -110,4 +110,3 @@ def build_model(
         name=name,
     )
     return build_from_plan(plan, weight_decay=weight_decay)
-

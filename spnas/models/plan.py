@@ -26,7 +26,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 from spnas.models.arch_string import decode_all
 from spnas.models.registry import (
@@ -49,7 +49,7 @@ DEFAULT_STEM_CHANNELS = 32
 DEFAULT_STEM_STRIDE = 2
 DEFAULT_HEAD_CHANNELS = 1280
 
-ArchLike = Union[str, os.PathLike, Sequence[str], ArchEntry, dict]
+ArchLike = str | os.PathLike | Sequence[str] | ArchEntry | dict
 
 
 class ArchitectureError(ValueError):
@@ -156,9 +156,10 @@ def _from_arch_json(data: dict, where: str) -> _Source:
         scaled = stage_strings(space, data["layers"])
     except (TypeError, ValueError) as e:
         raise ArchError(f"arch {where!r}: {e}") from None
-    if list(data["stages"]) not in (scaled, unscaled):
+    stored = data["stages"]
+    if not isinstance(stored, list) or stored not in (scaled, unscaled):
         raise ArchError(
-            f"arch {where!r}: its 'stages' {list(data['stages'])} disagree with its 'layers' "
+            f"arch {where!r}: its 'stages' {stored!r} disagree with its 'layers' "
             f"(which give {scaled})."
         )
     return _Source(
@@ -187,7 +188,9 @@ def _resolve_source(arch: ArchLike) -> _Source:
     if isinstance(arch, (str, os.PathLike)):
         path = os.fspath(arch)
         looks_like_path = (
-            isinstance(arch, os.PathLike) or path.endswith(".json") or os.sep in path
+            isinstance(arch, os.PathLike)
+            or path.endswith(".json")
+            or os.sep in path
             or (os.altsep is not None and os.altsep in path)
         )
         if not looks_like_path:
@@ -247,9 +250,13 @@ def plan_model(
     def pick(key: str, given: Any, default: Any) -> Any:
         return given if given is not None else opts.get(key, default)
 
-    num_classes = _check_int("num_classes", pick("num_classes", num_classes, DEFAULT_NUM_CLASSES), 2)
+    num_classes = _check_int(
+        "num_classes", pick("num_classes", num_classes, DEFAULT_NUM_CLASSES), 2
+    )
     input_size = _check_int("input_size", pick("input_size", input_size, DEFAULT_INPUT_SIZE), 1)
-    stem_stride = _check_int("stem_stride", pick("stem_stride", stem_stride, DEFAULT_STEM_STRIDE), 1)
+    stem_stride = _check_int(
+        "stem_stride", pick("stem_stride", stem_stride, DEFAULT_STEM_STRIDE), 1
+    )
     stem_base = _check_int(
         "stem_channels", pick("stem_channels", stem_channels, DEFAULT_STEM_CHANNELS), 1
     )
@@ -264,7 +271,9 @@ def plan_model(
         raise ArchitectureError(f"dropout must be in [0, 1), got {dropout!r}.")
     head_scaling = opts.get("head_scaling", "above_1")
     if head_scaling not in HEAD_SCALING:
-        raise ArchitectureError(f"head_scaling must be one of {HEAD_SCALING}, got {head_scaling!r}.")
+        raise ArchitectureError(
+            f"head_scaling must be one of {HEAD_SCALING}, got {head_scaling!r}."
+        )
 
     if input_size % stem_stride:
         raise ArchitectureError(

@@ -119,7 +119,7 @@ def get_arch(name: str) -> ArchEntry:
 
 # --- Single-Path NAS ---------------------------------------------------------------------
 
-# The Single-Path NAS Pixel 1 network (paper Fig. 5/9; timm ``spnasnet_100``).
+# The Single-Path NAS Pixel 1 network (paper Fig. 5; timm ``spnasnet_100``).
 SPNAS_PIXEL1_CHOICES = (
     ("k3_e1",)
     + ("k3_e3", "k3_e3", "k3_e3", SKIP)  # block 24
@@ -151,8 +151,12 @@ def _pixel1(name: str, width: float, params: int, source: str) -> ArchEntry:
 def spnas_pixel1() -> ArchEntry:
     # 4,421,616: timm spnasnet_100 (paper Fig. 5, searched on Pixel 1); our build
     # matches it exactly.
-    return _pixel1("spnas_pixel1", 1.0, 4_421_616,
-                   "Stamoulis et al. 2019, Fig. 5; timm spnasnet_100 (4,421,616)")
+    return _pixel1(
+        "spnas_pixel1",
+        1.0,
+        4_421_616,
+        "Stamoulis et al. 2019, Fig. 5; timm spnasnet_100 (4,421,616)",
+    )
 
 
 # Width variants for Fig. 8 (channel scaling). No published counts: the goldens
@@ -199,51 +203,70 @@ MOBILENETV2_STAGES = (
 def _mobilenetv2(name: str, width: float, params: int, source: str) -> ArchEntry:
     # Stem 32 and head 1280 (head scaled only for width > 1), as timm
     # mobilenetv2_* and keras.applications.MobileNetV2.
-    return ArchEntry(name=name, stages=MOBILENETV2_STAGES, width=width, params_1000=params,
-                     source=source)
+    return ArchEntry(
+        name=name, stages=MOBILENETV2_STAGES, width=width, params_1000=params, source=source
+    )
 
 
 @register
 def mobilenetv2_100() -> ArchEntry:
     # 3,504,872: torchvision mobilenet_v2, timm mobilenetv2_100 (3.50M), and the
     # trainable count of keras.applications.MobileNetV2(alpha=1.0); ours matches.
-    return _mobilenetv2("mobilenetv2_100", 1.0, 3_504_872,
-                        "Sandler et al. 2018; torchvision mobilenet_v2 (3,504,872)")
+    return _mobilenetv2(
+        "mobilenetv2_100",
+        1.0,
+        3_504_872,
+        "Sandler et al. 2018; torchvision mobilenet_v2 (3,504,872)",
+    )
 
 
 @register
 def mobilenetv2_035() -> ArchEntry:
     # 1,677,128: keras.applications.MobileNetV2(alpha=0.35) trainable; timm 1.68M.
-    return _mobilenetv2("mobilenetv2_035", 0.35, 1_677_128,
-                        "keras.applications MobileNetV2 alpha 0.35; timm mobilenetv2_035 (1.68M)")
+    return _mobilenetv2(
+        "mobilenetv2_035",
+        0.35,
+        1_677_128,
+        "keras.applications MobileNetV2 alpha 0.35; timm mobilenetv2_035 (1.68M)",
+    )
 
 
 @register
 def mobilenetv2_050() -> ArchEntry:
     # 1,968,680: keras.applications.MobileNetV2(alpha=0.5) trainable; timm 1.97M.
-    return _mobilenetv2("mobilenetv2_050", 0.5, 1_968_680,
-                        "keras.applications MobileNetV2 alpha 0.5; timm mobilenetv2_050 (1.97M)")
+    return _mobilenetv2(
+        "mobilenetv2_050",
+        0.5,
+        1_968_680,
+        "keras.applications MobileNetV2 alpha 0.5; timm mobilenetv2_050 (1.97M)",
+    )
 
 
 @register
 def mobilenetv2_075() -> ArchEntry:
     # 2,636,424: keras.applications.MobileNetV2(alpha=0.75) trainable.
-    return _mobilenetv2("mobilenetv2_075", 0.75, 2_636_424,
-                        "keras.applications MobileNetV2 alpha 0.75 (2,636,424)")
+    return _mobilenetv2(
+        "mobilenetv2_075", 0.75, 2_636_424, "keras.applications MobileNetV2 alpha 0.75 (2,636,424)"
+    )
 
 
 @register
 def mobilenetv2_130() -> ArchEntry:
     # 5,386,792: keras.applications.MobileNetV2(alpha=1.3) trainable (head 1664).
-    return _mobilenetv2("mobilenetv2_130", 1.3, 5_386_792,
-                        "keras.applications MobileNetV2 alpha 1.3 (5,386,792)")
+    return _mobilenetv2(
+        "mobilenetv2_130", 1.3, 5_386_792, "keras.applications MobileNetV2 alpha 1.3 (5,386,792)"
+    )
 
 
 @register
 def mobilenetv2_140() -> ArchEntry:
     # 6,108,776: keras.applications.MobileNetV2(alpha=1.4) trainable; timm 6.11M.
-    return _mobilenetv2("mobilenetv2_140", 1.4, 6_108_776,
-                        "keras.applications MobileNetV2 alpha 1.4; timm mobilenetv2_140 (6.11M)")
+    return _mobilenetv2(
+        "mobilenetv2_140",
+        1.4,
+        6_108_776,
+        "keras.applications MobileNetV2 alpha 1.4; timm mobilenetv2_140 (6.11M)",
+    )
 
 
 # --- MnasNet-B1 (Tan et al. 2019), no squeeze-excitation ---------------------------------
@@ -261,15 +284,25 @@ MNASNET_B1_STAGES = (
 
 def _mnasnet_b1(name: str, width: float, params: int, source: str) -> ArchEntry:
     # timm mnasnet_b1 / torchvision mnasnet: stem scaled, head fixed at 1280.
-    return ArchEntry(name=name, stages=MNASNET_B1_STAGES, width=width, head_scaling="never",
-                     params_1000=params, source=source)
+    return ArchEntry(
+        name=name,
+        stages=MNASNET_B1_STAGES,
+        width=width,
+        head_scaling="never",
+        params_1000=params,
+        source=source,
+    )
 
 
 @register
 def mnasnet_b1() -> ArchEntry:
     # 4,383,312: torchvision mnasnet1_0 (= MnasNet-B1), timm mnasnet_100 (4.38M).
-    return _mnasnet_b1("mnasnet_b1", 1.0, 4_383_312,
-                       "Tan et al. 2019 (B1, no SE); torchvision mnasnet1_0 (4,383,312)")
+    return _mnasnet_b1(
+        "mnasnet_b1",
+        1.0,
+        4_383_312,
+        "Tan et al. 2019 (B1, no SE); torchvision mnasnet1_0 (4,383,312)",
+    )
 
 
 @register
@@ -308,11 +341,17 @@ def proxylessnas_mobile() -> ArchEntry:
     # paper's Table 2 says 4.1M. Our build matches exactly (320M MACs).
     stages = (
         "ds_r1_k3_s1_c16",
-        "ir_r1_k5_s2_e3_c32", "ir_r1_k3_s1_e3_c32",  # two of four layers skipped
-        "ir_r1_k7_s2_e3_c40", "ir_r1_k3_s1_e3_c40", "ir_r2_k5_s1_e3_c40",
-        "ir_r1_k7_s2_e6_c80", "ir_r3_k5_s1_e3_c80",
-        "ir_r1_k5_s1_e6_c96", "ir_r3_k5_s1_e3_c96",
-        "ir_r2_k7_s2_e6_c192", "ir_r2_k7_s1_e3_c192",
+        "ir_r1_k5_s2_e3_c32",
+        "ir_r1_k3_s1_e3_c32",  # two of four layers skipped
+        "ir_r1_k7_s2_e3_c40",
+        "ir_r1_k3_s1_e3_c40",
+        "ir_r2_k5_s1_e3_c40",
+        "ir_r1_k7_s2_e6_c80",
+        "ir_r3_k5_s1_e3_c80",
+        "ir_r1_k5_s1_e6_c96",
+        "ir_r3_k5_s1_e3_c96",
+        "ir_r2_k7_s2_e6_c192",
+        "ir_r2_k7_s1_e3_c192",
         "ir_r1_k7_s1_e6_c320",
     )
     return ArchEntry(
@@ -337,11 +376,22 @@ def fbnet_b() -> ArchEntry:
     # we cannot attribute; the released model is what we follow).
     stages = (
         "ds_r1_k3_s1_c16",
-        "ir_r1_k3_s2_e6_c24", "ds_r1_k5_s1_c24", "ds_r2_k3_s1_c24",
-        "ir_r1_k5_s2_e6_c32", "ir_r1_k5_s1_e3_c32", "ir_r1_k3_s1_e6_c32", "ir_r1_k5_s1_e6_c32",
-        "ir_r2_k5_s2_e6_c64", "ir_r1_k5_s1_e3_c64",  # one layer skipped
-        "ir_r1_k5_s1_e6_c112", "ds_r1_k3_s1_c112", "ds_r1_k5_s1_c112", "ir_r1_k5_s1_e3_c112",
-        "ir_r1_k5_s2_e6_c184", "ds_r1_k5_s1_c184", "ir_r2_k5_s1_e6_c184",
+        "ir_r1_k3_s2_e6_c24",
+        "ds_r1_k5_s1_c24",
+        "ds_r2_k3_s1_c24",
+        "ir_r1_k5_s2_e6_c32",
+        "ir_r1_k5_s1_e3_c32",
+        "ir_r1_k3_s1_e6_c32",
+        "ir_r1_k5_s1_e6_c32",
+        "ir_r2_k5_s2_e6_c64",
+        "ir_r1_k5_s1_e3_c64",  # one layer skipped
+        "ir_r1_k5_s1_e6_c112",
+        "ds_r1_k3_s1_c112",
+        "ds_r1_k5_s1_c112",
+        "ir_r1_k5_s1_e3_c112",
+        "ir_r1_k5_s2_e6_c184",
+        "ds_r1_k5_s1_c184",
+        "ir_r2_k5_s1_e6_c184",
         "ir_r1_k3_s1_e6_c352",
     )
     return ArchEntry(
