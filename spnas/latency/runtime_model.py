@@ -36,6 +36,7 @@ def predict_ms(
     choices: Sequence[str],
     space: SearchSpace | None = None,
     model: str = "paper",
+    strict: bool = True,
 ) -> float:
     """Predicted end-to-end latency (ms) of an architecture of the space.
 
@@ -44,11 +45,13 @@ def predict_ms(
       choices: one choice per supernet layer (fixed layers included).
       space: the search space; defaults to the paper's ImageNet space.
       model: ``paper`` (Eq. 11-12) or ``exact`` (table lookup).
+      strict: check the table's input size and layer shapes too (False for a
+        proxy table; see LatencyTable.validate_for).
     """
     if model not in MODELS:
         raise ValueError(f"Unknown runtime model {model!r}; expected one of {MODELS}.")
     space = space or SearchSpace()
-    table.validate_for(space)
+    table.validate_for(space, strict=strict)
     choices = validate_choices(space, choices)
     fn = layer_runtime_paper if model == "paper" else layer_runtime_exact
     total = table.constant_ms

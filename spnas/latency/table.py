@@ -87,8 +87,12 @@ class LatencyTable:
             "sha256": self.sha256,
         }
 
-    def validate_for(self, space: SearchSpace) -> None:
+    def validate_for(self, space: SearchSpace, strict: bool = True) -> None:
         """Checks the table covers exactly the searchable layers of ``space``.
+
+        With ``strict=False`` (a *proxy* table, e.g. the Pixel 1 table driving a
+        search on tiny images) only the layer indices must match; the input
+        size and the profiled layer shapes may differ.
 
         Raises:
           LatencyTableError: naming the layer (and key) that does not match.
@@ -103,6 +107,8 @@ class LatencyTable:
         missing = sorted(set(expected) - set(have))
         if missing:
             raise LatencyTableError(f"Latency table {self._name()} lacks layer {missing[0]}.")
+        if not strict:
+            return
         if self.input_size != space.input_size:
             raise LatencyTableError(
                 f"Latency table {self._name()} was measured at input size {self.input_size}, "

@@ -70,16 +70,22 @@ def make_arch(
     space: SearchSpace,
     choices: Sequence[str],
     table: LatencyTable | None = None,
+    strict_table: bool = True,
     **extra: Any,
 ) -> dict:
-    """Builds the arch.json dictionary (format ``spnas.arch/1``)."""
+    """Builds the arch.json dictionary (format ``spnas.arch/1``).
+
+    ``strict_table=False`` accepts a proxy table (see LatencyTable.validate_for).
+    """
     choices = validate_choices(space, choices)
     arch: dict[str, Any] = {
         "format": ARCH_FORMAT,
         "layers": choices,
         "stages": stage_strings(space, choices),
-        "predicted_ms": predict_ms(table, choices, space) if table else None,
-        "predicted_ms_exact": predict_ms(table, choices, space, model="exact") if table else None,
+        "predicted_ms": predict_ms(table, choices, space, strict=strict_table) if table else None,
+        "predicted_ms_exact": (
+            predict_ms(table, choices, space, model="exact", strict=strict_table) if table else None
+        ),
         "latency_table": table.summary() if table else None,
         "space": space.to_dict(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -180,11 +180,15 @@ def build_supernet(
     space: SearchSpace | None = None,
     table: LatencyTable | None = None,
     weight_decay: float = WEIGHT_DECAY,
+    strict_table: bool = True,
 ) -> Supernet:
-    """Builds (and shape-builds) a supernet, validating the table against the space."""
+    """Builds (and shape-builds) a supernet, validating the table against the space.
+
+    ``strict_table=False`` accepts a proxy table (same layers, other input size).
+    """
     space = space or SearchSpace()
     if table is not None:
-        table.validate_for(space)
+        table.validate_for(space, strict=strict_table)
     model = Supernet(space, latency_config(table), weight_decay=weight_decay, name="supernet")
     model.build((None, space.input_size, space.input_size, 3))
     return model

@@ -1,0 +1,171 @@
+"""Callbacks of the search: the lambda / indicator-dropout schedule and the log.
+
+Schedule (reference-facts.md, "Search"): for the first ``warmup_steps``
+(5 of 8 epochs) lambda = 0 and every indicator is kept with probability 0.6;
+afterwards lambda takes its value and indicator dropout stops. Both are
+non-trainable variables of the supernet, so the compiled step sees them; the
+schedule reads the optimizer's step, so a resumed run picks up where it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import keras
+import numpy as np
+
+from spnas.search.supernet import Supernet
+
+
+def _global_step(model) -> int:
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+class SearchSchedule(keras.callbacks.Callback):
+    """Sets lambda and the indicator keep-probability from the global step.
+
+    Args:
+      supernet: the model being searched.
+      warmup_steps: steps with lambda = 0 and indicator dropout on.
+      runtime_lambda: lambda after the warm-up (ignored when ``controller`` is set).
+      keep_prob: indicator keep-probability during the warm-up (0.6).
+      controller: optional latency-target controller with
+        ``next_lambda(current, runtime_ms, first) -> float`` that adapts lambda
+        after the warm-up (see spnas/search/target.py). Lambda lives in a model
+        variable, so it is checkpointed and a resumed run continues from it.
+    """
+
+    def __init__(self, supernet: Supernet, warmup_steps: int, runtime_lambda: float,
+                 keep_prob: float = 0.6, controller=None):
+        super().__init__()
+        self.supernet = supernet
+        self.warmup_steps = int(warmup_steps)
+        self.runtime_lambda = float(runtime_lambda)
+        self.keep_prob = float(keep_prob)
+        self.controller = controller
+        self._state = None
+
+    def values(self, step: int) -> tuple[float, float]:
+        if step < self.warmup_steps:
+            return 0.0, self.keep_prob
+        if self.controller is None:
+            return self.runtime_lambda, 1.0
+        current = float(keras.ops.convert_to_numpy(self.supernet.runtime_lambda))
+        runtime = float(keras.ops.convert_to_numpy(self.supernet.runtime_ms()))
+        return self.controller.next_lambda(current, runtime, first=step == self.warmup_steps), 1.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        state = self.values(_global_step(self.model))
+        if state != self._state:
+            self.supernet.set_runtime_lambda(state[0])
+            self.supernet.set_indicator_keep_prob(state[1])
+            self._state = state
+
+
+LOG_FIELDS = ("step", "epoch", "loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms")
+
+
+class SearchLogger(keras.callbacks.Callback):
+    """Writes ``search_log.csv`` (and TensorBoard scalars) every ``every`` steps.
+
+    Columns: step, epoch, loss, ce, accuracy (running means of the chunk), lr,
+    lambda, keep_prob, runtime_ms (from the hard decisions) and, per searchable
+    layer, ``L<i>_d5x5``, ``L<i>_d100c``, ``L<i>_d50c``. On resume, rows past
+    the restored step are dropped so the log has each step once.
+    """
+
+    def __init__(self, supernet: Supernet, csv_path: str, every: int, steps_per_epoch: int,
+                 lr_schedule=None, tb_dir: str | None = None):
+        super().__init__()
+        self.supernet = supernet
+        self.csv_path = csv_path
+        self.every = max(1, int(every))
+        self.steps_per_epoch = steps_per_epoch
+        self.lr_schedule = lr_schedule
+        self.tb_dir = tb_dir
+        self.layer_ids = [spec.index for spec in supernet.space.layers() if spec.searchable]
+        self.fields = list(LOG_FIELDS) + [
+            f"L{i}_{d}" for i in self.layer_ids for d in ("d5x5", "d100c", "d50c")
+        ]
+        self._writer = None
+        self._file = None
+        self._tb = None
+
+    def on_train_begin(self, logs=None):
+        if self._file is not None:
+            return
+        step = _global_step(self.model)
+        rows = []
+        if os.path.exists(self.csv_path):
+            with open(self.csv_path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        self._file = open(self.csv_path, "w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.fields)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+        self._file.flush()
+        if self.tb_dir:
+            import tensorflow as tf
+
+            self._tb = tf.summary.create_file_writer(self.tb_dir)
+        if step == 0:
+            self._log(0, {})
+
+    def _log(self, step: int, logs: dict):
+        sn = self.supernet
+        row = {
+            "step": step,
+            "epoch": round(step / self.steps_per_epoch, 4),
+            "lr": float(keras.ops.convert_to_numpy(self.lr_schedule(step))) if self.lr_schedule else "",
+            "lambda": float(keras.ops.convert_to_numpy(sn.runtime_lambda)),
+            "keep_prob": float(keras.ops.convert_to_numpy(sn.searchable_blocks[0].conv_dw.keep_prob)),
+            "runtime_ms": float(keras.ops.convert_to_numpy(sn.runtime_ms())) if sn.latency else "",
+        }
+        for key in ("loss", "ce", "accuracy"):
+            row[key] = float(logs[key]) if key in logs else ""
+        for d in sn.decisions():
+            for name in ("d5x5", "d100c", "d50c"):
+                row[f"L{d['index']}_{name}"] = int(d[name])
+        self._writer.writerow(row)
+        self._file.flush()
+        if self._tb is not None:
+            import tensorflow as tf
+
+            with self._tb.as_default(step=step):
+                for key in ("loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms"):
+                    if row[key] != "":
+                        tf.summary.scalar(f"search/{key}", row[key])
+                counts = _choice_counts(sn.choices())
+                for choice, n in counts.items():
+                    tf.summary.scalar(f"choices/{choice}", n)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _global_step(self.model)
+        if step % self.every == 0:
+            self._log(step, logs or {})
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb = None
+
+
+def _choice_counts(choices: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in choices:
+        out[c] = out.get(c, 0) + 1
+    return out
+
+
+def kernel_channel_std(supernet: Supernet) -> dict[str, list]:
+    """Per searchable layer, the 5x5 map of the superkernel's std across channels (Fig. 6)."""
+    out = {}
+    for block, spec in zip(supernet.mbconv, supernet.space.layers()):
+        if spec.searchable:
+            w = np.asarray(keras.ops.convert_to_numpy(block.conv_dw.depthwise_kernel))[..., 0]
+            out[str(spec.index)] = np.std(w, axis=-1).round(6).tolist()
+    return out

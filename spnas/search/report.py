@@ -1,0 +1,155 @@
+"""Figures of a search, like the paper's Fig. 4 and Fig. 6, and ``spnas-report``.
+
+* ``fig4_ce_runtime.png``: cross-entropy and predicted runtime R (ms) over the
+  search steps, with lambda and the end of the warm-up marked (paper Fig. 4).
+* ``fig6_kernel_std.png``: per searchable layer, the standard deviation of the
+  superkernel weights across channels at each 5x5 position, log scale (paper
+  Fig. 6); the 3x3 core is outlined and the decoded choice is in the title.
+
+Everything is read from files in the work directory (``search_log.csv``,
+``kernel_std.json``, ``arch.json``), so ``spnas-report WORKDIR`` redraws them
+without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+
+FIG4 = "fig4_ce_runtime.png"
+FIG6 = "fig6_kernel_std.png"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read_log(path: str) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} has no rows.")
+
+    def col(name):
+        return np.array([float(r[name]) if r.get(name) not in ("", None) else np.nan for r in rows])
+
+    return {k: col(k) for k in ("step", "ce", "runtime_ms", "lambda", "keep_prob", "loss")}
+
+
+def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None) -> str:
+    plt = _plt()
+    log = _read_log(log_csv)
+    step = log["step"]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    ax1.plot(step, log["ce"], color="tab:blue", label="cross-entropy (running mean)")
+    ax1.set_ylabel("CE")
+    ax1.grid(alpha=0.3)
+    ax2.plot(step, log["runtime_ms"], color="tab:red", label="predicted runtime R")
+    if target_ms:
+        ax2.axhline(target_ms, color="k", ls=":", label=f"target {target_ms:g} ms")
+    ax2.set_ylabel("R (ms)")
+    ax2.set_xlabel("search step")
+    ax2.grid(alpha=0.3)
+    warm = step[np.argmax(log["keep_prob"] >= 1.0)] if np.any(log["keep_prob"] >= 1.0) else None
+    for ax in (ax1, ax2):
+        if warm is not None and warm > step[0]:
+            ax.axvline(warm, color="gray", ls="--", lw=1, label="end of warm-up (lambda on)")
+    lam = ax2.twinx()
+    lam.plot(step, log["lambda"], color="tab:green", lw=1, alpha=0.7, label="lambda")
+    lam.set_ylabel("lambda", color="tab:green")
+    h1, l1 = ax2.get_legend_handles_labels()
+    h2, l2 = lam.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
+    ax1.legend(loc="upper right", fontsize=8)
+    fig.suptitle("Single-Path NAS search: CE and runtime (cf. paper Fig. 4)")
+    fig.tight_layout()
+    _save(fig, out_png)
+    plt.close(fig)
+    return out_png
+
+
+def plot_fig6(kernel_std_json: str, out_png: str, choices: list[str] | None = None) -> str:
+    plt = _plt()
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    with open(kernel_std_json) as f:
+        stds = {int(k): np.asarray(v) for k, v in json.load(f).items()}
+    ids = sorted(stds)
+    cols = 4
+    rows = int(np.ceil(len(ids) / cols))
+    values = np.concatenate([s.ravel() for s in stds.values()])
+    positive = values[values > 0]
+    vmin = max(float(positive.min()) if positive.size else 1e-6, 1e-8)
+    norm = LogNorm(vmin=vmin, vmax=max(float(values.max()), vmin * 10))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.9, rows * 2.0), squeeze=False)
+    image = None
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), ids):
+        image = ax.imshow(np.maximum(stds[i], vmin), cmap="viridis", norm=norm)
+        ax.add_patch(Rectangle((0.5, 0.5), 3, 3, fill=False, ec="white", lw=1))
+        title = f"layer {i}"
+        if choices:
+            title += f"\n{choices[i]}"
+        ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="std across channels (log)")
+    fig.suptitle("Superkernel weight std across channels (cf. paper Fig. 6)")
+    _save(fig, out_png)
+    plt.close(fig)
+    return out_png
+
+
+def _save(fig, path: str) -> None:
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def make_figures(workdir: str) -> list[str]:
+    """Draws every figure whose inputs exist in ``workdir``; returns their paths."""
+    out = []
+    arch = {}
+    arch_path = os.path.join(workdir, "arch.json")
+    if os.path.exists(arch_path):
+        with open(arch_path) as f:
+            arch = json.load(f)
+    log_csv = os.path.join(workdir, "search_log.csv")
+    if os.path.exists(log_csv):
+        out.append(plot_fig4(log_csv, os.path.join(workdir, FIG4), arch.get("target_ms")))
+    std_json = os.path.join(workdir, "kernel_std.json")
+    if os.path.exists(std_json):
+        out.append(plot_fig6(std_json, os.path.join(workdir, FIG6), arch.get("layers")))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``spnas-report WORKDIR``: redraws a search's figures."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: spnas-report WORKDIR", file=sys.stderr)
+        sys.exit(2)
+    workdir = argv[0]
+    if not os.path.isdir(workdir):
+        print(f"spnas-report: error: {workdir!r} is not a directory.", file=sys.stderr)
+        sys.exit(2)
+    paths = make_figures(workdir)
+    if not paths:
+        print(f"spnas-report: error: no search_log.csv or kernel_std.json in {workdir!r}.",
+              file=sys.stderr)
+        sys.exit(2)
+    for p in paths:
+        print(p)
+
+
+if __name__ == "__main__":
+    main()

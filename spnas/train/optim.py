@@ -1,0 +1,73 @@
+"""RMSProp with MnasNet's weight EMA, and helpers to use the EMA weights.
+
+MnasNet uses ``tf.train.ExponentialMovingAverage(0.9999, num_updates=step)``,
+whose decay is ``min(0.9999, (1 + n) / (10 + n))``: without that warm-up a
+0.9999 average of a short run stays at the initial weights. Keras' built-in
+EMA has no warm-up and overwrites the model with the average at the end of
+every ``fit`` call; here the average is kept apart and swapped in explicitly
+for evaluation and export (:func:`ema_weights`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+from keras import ops
+
+RMSPROP_RHO = 0.9  # MnasNet
+RMSPROP_MOMENTUM = 0.9  # MnasNet
+RMSPROP_EPSILON = 1e-3  # MnasNet
+EMA_DECAY = 0.9999  # MnasNet
+
+
+@keras.saving.register_keras_serializable(package="spnas")
+class MnasRMSprop(keras.optimizers.RMSprop):
+    """RMSProp 0.9/0.9/1e-3 with an EMA of the weights that warms up like TF1's."""
+
+    def __init__(self, learning_rate=0.016, rho=RMSPROP_RHO, momentum=RMSPROP_MOMENTUM,
+                 epsilon=RMSPROP_EPSILON, use_ema=True, ema_momentum=EMA_DECAY, **kwargs):
+        super().__init__(learning_rate=learning_rate, rho=rho, momentum=momentum,
+                         epsilon=epsilon, use_ema=use_ema, ema_momentum=ema_momentum, **kwargs)
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        if not self.use_ema:
+            return
+        n = ops.cast(self.iterations, "float32")
+        decay = ops.minimum(self.ema_momentum, (1.0 + n) / (10.0 + n))
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                d = ops.cast(decay, var.dtype)
+                average.assign(d * average + (1.0 - d) * var)
+
+    def finalize_variable_values(self, var_list):
+        # Keep the raw weights in the model; EMA weights are swapped in on demand.
+        return
+
+
+@contextlib.contextmanager
+def ema_weights(model: keras.Model):
+    """Temporarily loads the optimizer's EMA into ``model.trainable_variables``."""
+    opt = getattr(model, "optimizer", None)
+    averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
+    if not averages:
+        yield model
+        return
+    variables = model.trainable_variables
+    saved = [ops.convert_to_numpy(v) for v in variables]
+    for v, a in zip(variables, averages):
+        v.assign(a)
+    try:
+        yield model
+    finally:
+        for v, s in zip(variables, saved):
+            v.assign(s)
+
+
+def copy_ema_into_model(model: keras.Model) -> None:
+    """Overwrites the model's trainable weights with their EMA (for export)."""
+    opt = getattr(model, "optimizer", None)
+    averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
+    if averages:
+        for v, a in zip(model.trainable_variables, averages):
+            v.assign(a)
