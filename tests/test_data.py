@@ -242,6 +242,7 @@ def test_unknown_dataset_name(name, tmp_path):
         ({"augment": "autoaugment"}, "augment must be one of"),
         ({"on_corrupt": "ignore"}, "on_corrupt"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"seed": -1}, "seed"),
         ({"batch_size": 5000, "training": False, "drop_remainder": True}, "fewer than"),
     ],
 )
@@ -259,11 +260,44 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_mirrored_strategy_distribution():
+    import keras
+
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     ds, _ = build_dataset("embedded", "train", 8, 32, True)
-    dist = strategy.experimental_distribute_dataset(ds)
-    images, labels = next(iter(dist))
+    images, labels = next(iter(strategy.experimental_distribute_dataset(ds)))
     assert images.shape == (8, 32, 32, 3) and labels.shape == (8, 10)
+
+    def per_replica(ctx):
+        return build_dataset("embedded", "train", 8, 32, True, input_context=ctx)[0]
+
+    images, _ = next(iter(strategy.distribute_datasets_from_function(per_replica)))
+    assert images.shape == (8, 32, 32, 3)  # one replica: per-replica batch = global batch
+
+    with strategy.scope():
+        model = keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(10),
+            ]
+        )
+        model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+    history = model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
+def test_input_context_shards_at_the_source():
+    """Two input pipelines see disjoint halves of the validation digits."""
+    halves, counts = [], []
+    for pipeline_id in range(2):
+        ctx = tf.distribute.InputContext(2, pipeline_id, num_replicas_in_sync=2)
+        ds, info = build_dataset("embedded", "validation", 64, 8, False, input_context=ctx)
+        assert ds.element_spec[0].shape.as_list() == [None, 8, 8, 3]
+        images, _ = _collect(ds)
+        counts.append(len(images))
+        halves.append({img.tobytes() for img in images})
+    assert sum(counts) == info.num_examples and abs(counts[0] - counts[1]) <= 1
+    assert not halves[0] & halves[1]
 
 
 # ---------------------------------------------------------------- throughput (slow)

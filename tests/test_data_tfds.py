@@ -138,6 +138,8 @@ def test_prepared_tfds_dataset_with_seeded_split(cifar_small, tmp_path):
 
     ds, info = build_dataset(name, "train", 16, 32, True, data_dir=str(tmp_path))
     assert info == train
+    policy = ds.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
     images, labels = next(iter(ds))
     assert images.shape == (16, 32, 32, 3) and labels.shape == (16, 10)
 

@@ -3,8 +3,9 @@
 Dispatches a dataset name to a source (embedded digits, image folder, TFDS,
 ImageNet), then builds the same ``tf.data`` pipeline for all of them:
 
-* training: shuffle -> repeat forever -> per-element seeded augmentation
-  (MnasNet crop/flip, ``preprocess.py``) in a parallel map -> batch -> normalise;
+* training: shuffle -> repeat forever -> per-element seeded crop and resize
+  (MnasNet, ``preprocess.py``) in a parallel map -> batch -> per-batch random
+  flips and normalisation;
 * evaluation: one deterministic pass, centre crop, batch, normalise;
 
 and finally ``prefetch``. Images are normalised with the ImageNet mean and
@@ -24,7 +25,7 @@ import tensorflow as tf
 from spnas.data.embedded import embedded_info, embedded_source
 from spnas.data.folder import PREFIX as FOLDER_PREFIX
 from spnas.data.folder import folder_info, folder_source
-from spnas.data.preprocess import preprocess_image
+from spnas.data.preprocess import crop_and_resize, finish_images
 from spnas.data.source import (
     AUGMENTS,
     ON_CORRUPT,
@@ -36,6 +37,7 @@ from spnas.data.source import (
     check_fraction,
     unknown_name_error,
 )
+from spnas.data.tfds_source import NAME_RE as TFDS_NAME_RE
 from spnas.data.tfds_source import tfds_info, tfds_source
 from spnas.search.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
 
@@ -55,7 +57,7 @@ def _parse_name(name: str) -> tuple[str, str]:
         return "folder", name[len(FOLDER_PREFIX) :]
     if name.startswith(TFDS_PREFIX):
         return "tfds", name[len(TFDS_PREFIX) :]
-    if ":" in name:
+    if ":" in name and not TFDS_NAME_RE.match(name):
         raise unknown_name_error(name)
     return "tfds", name
 
@@ -127,6 +129,7 @@ def build_dataset(
     validation_fraction: float = 0.1,
     seed: int = 0,
     drop_remainder: bool | None = None,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Builds a batched input pipeline of (images, one-hot labels).
 
@@ -149,6 +152,12 @@ def build_dataset(
             known) for sources without a validation split.
         seed: seed of the held-out split, shuffling and augmentation.
         drop_remainder: drop the last partial batch; default ``training``.
+        input_context: given by ``strategy.distribute_datasets_from_function``:
+            the elements are sharded at the source (each input pipeline decodes
+            only its share), batches are per replica, and auto-sharding is off.
+            Without it the dataset auto-shards by DATA, where every worker runs the
+            whole pipeline and keeps its share of the batches (fine for one worker
+            and for small sources; wasteful for ImageNet on many workers).
 
     Returns:
         ``(dataset, info)``; elements are float32 images ``[B, S, S, 3]`` and
@@ -162,14 +171,16 @@ def build_dataset(
     check_choice(split, SPLITS, "split")
     _positive_int(batch_size, "batch_size")
     _positive_int(image_size, "image_size")
-    if augment is not None:
+    if augment:  # None (or an empty config string) means the dataset's default
         check_choice(augment, AUGMENTS, "augment")
     check_choice(on_corrupt, ON_CORRUPT, "on_corrupt")
     fraction = check_fraction(validation_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DatasetError(f"seed must be an integer; got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise DatasetError(f"seed must be an integer in [0, 2**31); got {seed!r}")
     training = bool(training)
     drop_remainder = training if drop_remainder is None else bool(drop_remainder)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
 
     source = _source(kind, arg, split, training, data_dir, manual_dir, fraction, seed, on_corrupt)
     info = source.info
@@ -183,38 +194,35 @@ def build_dataset(
         )
 
     ds = source.elements
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
         ds = ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-        # One stateless seed per element from (seed, position in the stream): the same
-        # seed reproduces the same crops and flips; every epoch gets new ones.
+        # Stateless seeds from (seed, position in the stream): the same seed reproduces
+        # the same crops and flips, and every epoch gets new ones. Even positions seed
+        # the per-element crops, odd ones the per-batch flips.
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+    # Input pipelines of a distributed run must not draw the same crops and flips.
+    pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
+    base_seed = tf.constant(seed ^ (pipeline_id << 32), tf.int64)
 
-        def prepare(element, position):
-            image, label = source.load(*element)
-            element_seed = tf.stack([tf.constant(seed, tf.int64), position])
-            image = preprocess_image(
-                image,
-                image_size=image_size,
-                training=True,
-                augment=augment,
-                encoded=source.encoded,
-                seed=element_seed,
-            )
-            return image, label
+    def prepare(element, position=None):
+        image, label = source.load(*element)
+        crop_seed = None if position is None else tf.stack([base_seed, 2 * position])
+        image = crop_and_resize(
+            image,
+            image_size=image_size,
+            training=training,
+            augment=augment,
+            encoded=source.encoded,
+            seed=crop_seed,
+        )
+        return image, label
+
+    if training:
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     else:
-
-        def prepare(*element):
-            image, label = source.load(*element)
-            image = preprocess_image(
-                image,
-                image_size=image_size,
-                training=False,
-                augment=augment,
-                encoded=source.encoded,
-            )
-            return image, label
-
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda *element: prepare(element), num_parallel_calls=tf.data.AUTOTUNE)
     if on_corrupt == "skip":
         # Corrupt folder files were already removed by the scan; this also covers
         # files that go bad later and corrupt records inside TFDS datasets.
@@ -225,12 +233,24 @@ def build_dataset(
     std = tf.constant(IMAGENET_STDDEV_RGB, tf.float32)
     num_classes = info.num_classes
 
-    def finish(images, labels):
+    def finish(batch, position=None):
+        images, labels = batch
+        flip_seed = None if position is None else tf.stack([base_seed, 2 * position + 1])
+        images = finish_images(images, training=training, augment=augment, seed=flip_seed)
         return (images - mean) / std, tf.one_hot(labels, num_classes, dtype=tf.float32)
 
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    if training:
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda *batch: finish(batch), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+        if input_context is None
+        else tf.data.experimental.AutoShardPolicy.OFF
+    )
     ds = ds.with_options(options)
     log.info(
         "%s/%s: %d examples, %d classes, batch %d, %dx%d, augment=%s, training=%s",

@@ -13,7 +13,8 @@ release (reference-facts.md, "Training"):
 
 JPEG bytes are decoded with ``tf.image.decode_and_crop_jpeg`` so only the crop
 window is decompressed; other encodings (PNG) and decoded tensors are decoded or
-sliced first. All randomness is stateless and seeded per element, so a training
+sliced first. All randomness is stateless, seeded per element (crops) and per batch
+(flips, applied to whole batches in the pipeline), so a training
 stream is reproducible from the pipeline seed.
 
 ``"flip"`` resizes the whole image (bilinear) and flips it in training; ``"none"``
@@ -115,11 +116,71 @@ def _crop(image: tf.Tensor, encoded: bool, window_fn) -> tf.Tensor:
 
 def _resize(image: tf.Tensor, image_size: int, method: str) -> tf.Tensor:
     resized = tf.image.resize(image, [image_size, image_size], method=method)
-    if method == "bicubic":
-        # Bicubic overshoots near edges; keep pixel values in the 0..255 range the
-        # normalisation constants assume.
-        resized = tf.clip_by_value(resized, 0.0, 255.0)
     return tf.ensure_shape(tf.cast(resized, tf.float32), [image_size, image_size, 3])
+
+
+def crop_and_resize(
+    image: tf.Tensor,
+    *,
+    image_size: int,
+    training: bool,
+    augment: str,
+    encoded: bool,
+    seed: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The per-image part of preprocessing: decode, crop and resize.
+
+    Flipping and clipping are left to :func:`finish_images`, which runs on whole
+    batches: per-element ``tf.data`` work has a fixed cost per op, which for
+    32x32 images is larger than the work itself.
+
+    Args:
+        image: scalar string of encoded bytes (``encoded=True``) or a decoded
+            ``[H, W, C]`` tensor (C = 1 or 3) with values in 0..255.
+        image_size: output height and width.
+        training: use the random MnasNet crop (``augment="mnasnet"`` only).
+        augment: ``"mnasnet"``, ``"flip"`` or ``"none"``.
+        encoded: whether ``image`` holds encoded bytes.
+        seed: stateless seed ``[2]`` of the random crop (training with mnasnet).
+
+    Returns:
+        float32 ``[image_size, image_size, 3]``; bicubic resizing may overshoot 0..255.
+    """
+    if augment == "mnasnet":
+        if training:
+            if seed is None:
+                raise ValueError("crop_and_resize needs a seed for the random training crop")
+            out = _crop(image, encoded, lambda s: random_crop_window(s, image_size, seed))
+        else:
+            out = _crop(image, encoded, lambda s: center_crop_window(s, image_size))
+        return _resize(out, image_size, "bicubic")  # bicubic as in the release
+    out = decode_full(image) if encoded else _to_rgb(image)
+    return _resize(out, image_size, "bilinear")
+
+
+def finish_images(
+    images: tf.Tensor, *, training: bool, augment: str, seed: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Clips to 0..255 and, when training with augmentation, flips images at random.
+
+    Args:
+        images: float32 ``[B, S, S, 3]`` from :func:`crop_and_resize`.
+        training: apply the random horizontal flip.
+        augment: ``"mnasnet"``, ``"flip"`` or ``"none"`` (no flip).
+        seed: stateless seed ``[2]`` of this batch's flips (training only).
+
+    Returns:
+        The images, each flipped left-right with probability 1/2.
+    """
+    # Bicubic overshoots near edges; keep pixel values in the 0..255 range the
+    # normalisation constants assume.
+    images = tf.clip_by_value(images, 0.0, 255.0)
+    if not training or augment == "none":
+        return images
+    if seed is None:
+        raise ValueError("finish_images needs a seed for the random flip")
+    flip = tf.random.stateless_uniform(tf.shape(images)[:1], seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 
 def preprocess_image(
@@ -132,6 +193,9 @@ def preprocess_image(
     seed: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Turns one raw image into a float32 ``[image_size, image_size, 3]`` in 0..255.
+
+    The pipeline runs the same two steps, :func:`crop_and_resize` per element and
+    :func:`finish_images` per batch; this is the single-image composition.
 
     Args:
         image: scalar string of encoded bytes (``encoded=True``) or a decoded
@@ -148,19 +212,15 @@ def preprocess_image(
     randomised = training and augment != "none"
     if randomised and seed is None:
         raise ValueError("preprocess_image needs a seed for random training augmentation")
+    crop_seed = flip_seed = None
     if randomised:
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-
-    if augment == "mnasnet":
-        if training:
-            out = _crop(image, encoded, lambda s: random_crop_window(s, image_size, crop_seed))
-        else:
-            out = _crop(image, encoded, lambda s: center_crop_window(s, image_size))
-        out = _resize(out, image_size, "bicubic")  # bicubic as in the release
-    else:
-        out = decode_full(image) if encoded else _to_rgb(image)
-        out = _resize(out, image_size, "bilinear")
-
-    if randomised:
-        out = tf.image.stateless_random_flip_left_right(out, flip_seed)
-    return out
+    out = crop_and_resize(
+        image,
+        image_size=image_size,
+        training=training,
+        augment=augment,
+        encoded=encoded,
+        seed=crop_seed,
+    )
+    return finish_images(out[None], training=training, augment=augment, seed=flip_seed)[0]

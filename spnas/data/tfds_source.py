@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 IMAGENET = "imagenet2012"
 IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 IMAGENET_SPLIT_SIZES = {"train": 1_281_167, "validation": 50_000}  # ILSVRC2012
-# TFDS names: "cifar10", "cifar10/3.0.2", "imagenet_resized/32x32". A "namespace:" form
-# would query the community registry over the network, so it is not accepted.
-_NAME_RE = re.compile(r"^[a-z0-9_]+(/[\w.\-=,]+)*$")
+# TFDS names: "cifar10", "cifar10:3.0.2", "imagenet_resized/32x32". The "namespace:name"
+# form would query the community registry over the network, so it is not accepted.
+NAME_RE = re.compile(r"^[a-z0-9_]+(/[\w.\-=,]+)*(:\d+\.\d+\.\d+)?$")
 _SHUFFLE_BYTES = 256 * 2**20  # memory budget of the training shuffle buffer
 _ASSUMED_JPEG_BYTES = 110_000  # average ImageNet JPEG; used when the image size is unknown
 
@@ -40,7 +40,7 @@ def _tfds():
 
 
 def _builder(name: str, data_dir: str | None):
-    if not _NAME_RE.match(name):
+    if not NAME_RE.match(name):
         raise unknown_name_error(name)
     tfds = _tfds()
     try:
@@ -52,7 +52,7 @@ def _builder(name: str, data_dir: str | None):
 
 
 def _data_root(builder) -> str:
-    return os.path.dirname(os.path.dirname(os.fspath(builder.data_path)))
+    return os.fspath(builder.data_dir_root)
 
 
 def _check_manual_dir(manual_dir: str | None, data_root: str) -> str:
@@ -82,11 +82,12 @@ def _check_manual_dir(manual_dir: str | None, data_root: str) -> str:
     return manual_dir
 
 
-def _prepared_builder(name: str, data_dir: str | None, manual_dir: str | None, prepare: bool):
-    """A prepared builder; prepares ImageNet from manual_dir when ``prepare``."""
-    builder = _builder(name, data_dir)
-    if builder.is_prepared():
-        return builder
+def _check_unprepared(builder, name: str, manual_dir: str | None) -> str:
+    """For an unprepared builder: raises unless it is ImageNet with valid manual files.
+
+    Returns:
+        The absolute ImageNet manual directory.
+    """
     root = _data_root(builder)
     if builder.name != IMAGENET:
         raise DatasetError(
@@ -94,14 +95,20 @@ def _prepared_builder(name: str, data_dir: str | None, manual_dir: str | None, p
             f"prepare it first where there is network access, e.g. "
             f"`tfds build {name} --data_dir {root}`, then pass data_dir={root!r}."
         )
-    manual_dir = _check_manual_dir(manual_dir, root)
-    if not prepare:
-        return None
-    tfds = _tfds()
-    log.warning(
-        "preparing %s in %s from %s (one-off; this takes hours)", IMAGENET, root, manual_dir
-    )
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+    return _check_manual_dir(manual_dir, root)
+
+
+def _prepared_builder(name: str, data_dir: str | None, manual_dir: str | None):
+    """A prepared builder; prepares ImageNet from its manual tar files if needed."""
+    builder = _builder(name, data_dir)
+    if builder.is_prepared():
+        return builder
+    manual_dir = _check_unprepared(builder, name, manual_dir)
+    root = _data_root(builder)
+    log.warning("preparing %s in %s from %s (one-off; takes hours)", IMAGENET, root, manual_dir)
+    # TFDS's ImageNet builder reads only manual_dir (and label files it ships);
+    # GCS is off so nothing is fetched.
+    config = _tfds().download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
     try:
         builder.download_and_prepare(download_config=config)
     except Exception as err:
@@ -182,9 +189,10 @@ def tfds_info(
 ) -> DatasetInfo:
     """Metadata of a TFDS split; never prepares (unprepared ImageNet with valid tars
     reports the standard ILSVRC2012 split sizes)."""
-    builder = _prepared_builder(name, data_dir, manual_dir, prepare=False)
-    if builder is None:
-        return _imagenet_static_info(_builder(name, data_dir), split)
+    builder = _builder(name, data_dir)
+    if not builder.is_prepared():
+        _check_unprepared(builder, name, manual_dir)
+        return _imagenet_static_info(builder, split)
     return _info(builder, name, split, fraction, seed)
 
 
@@ -201,7 +209,7 @@ def tfds_source(
     import tensorflow as tf
 
     tfds = _tfds()
-    builder = _prepared_builder(name, data_dir, manual_dir, prepare=True)
+    builder = _prepared_builder(name, data_dir, manual_dir)
     info = _info(builder, name, split, fraction, seed)
     image_key, label_key = _keys(builder, name)
     tfds_split, held_out = _resolve_split(builder, split)
