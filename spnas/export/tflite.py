@@ -6,12 +6,21 @@ and 4); the release's training code adds post-training quantization with a
 representative dataset. This module is the TensorFlow edge that produces both
 flatbuffers from a Keras 3 model.
 
-Conversion goes through ``tf.lite.TFLiteConverter.from_keras_model``: with
-Keras 3 in TF 2.21 it exports the model as a SavedModel (``model.export``) and
-converts that, which folds BatchNormalization into the convolutions and freezes
-the variables. (``from_concrete_functions`` with the model as trackable object
-keeps the Keras 3 variables as ``VAR_HANDLE``/``READ_VARIABLE`` ops, which the
-int8 calibrator cannot run, so we do not use it.)
+Two conversion paths give the same TFLite graph (BatchNormalization folded
+into the convolutions, variables frozen):
+
+* ``saved_model`` (default): ``tf.lite.TFLiteConverter.from_keras_model``. With
+  Keras 3 in TF 2.21 it exports the model as a SavedModel (``model.export``)
+  and converts that; the supported path, used for the deployable exports.
+* ``graph``: a ``tf.function`` of the model in inference mode, traced once,
+  given to ``from_concrete_functions`` without a trackable object, which
+  freezes the variables in-process. TF marks this path deprecated, but it skips
+  writing and re-reading a SavedModel and is about 4x faster (0.6 s instead of
+  2.5 s for one MBConv layer on a 2-core host), which matters to the latency
+  profiler that converts ~84 one-layer models per table.
+  (``from_concrete_functions`` *with* the model as trackable object keeps the
+  Keras 3 variables as ``VAR_HANDLE``/``READ_VARIABLE`` ops, which the int8
+  calibrator cannot run, so neither path uses it.)
 
 int8 models are fully integer inside (weights and activations int8, int32
 biases; only ``TFLITE_BUILTINS_INT8`` ops are allowed, so conversion fails
@@ -32,8 +41,10 @@ import warnings
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+from absl import logging as absl_logging
 
 DEFAULT_NUM_CALIBRATION = 200  # images fed to the int8 calibrator
+METHODS = ("saved_model", "graph")
 
 
 class ExportError(ValueError):
@@ -47,35 +58,59 @@ def _tf():
     return tf
 
 
-def _converter(model):
-    """A converter for ``model``; silences the SavedModel export's stdout banner."""
+def _converter(model, method: str = "saved_model"):
+    """A converter for ``model`` (see the module docstring for ``method``)."""
     tf = _tf()
+    if method not in METHODS:
+        raise ExportError(f"Unknown conversion method {method!r}; expected one of {METHODS}.")
     if not getattr(model, "inputs", None) or len(model.inputs) != 1:
         raise ExportError(
             f"Model {getattr(model, 'name', model)!r} must be a built Keras model with exactly one "
             "input (build it with keras.Input or call it once on data before exporting)."
         )
-    with contextlib.redirect_stdout(io.StringIO()):
+    if method == "saved_model":
         return tf.lite.TFLiteConverter.from_keras_model(model)
+    spec = tf.TensorSpec(tuple(model.inputs[0].shape), model.inputs[0].dtype)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silences the converter's chatter for one conversion.
+
+    It prints a SavedModel banner to stdout, warns through absl about the
+    graph path's deprecation and logs "Using new converter" per model, and
+    warns "Statistics for quantized inputs were expected" (the input stays
+    float32 unless ``int8_io``, so there are none to give).
+    """
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            yield
+    finally:
+        absl_logging.set_verbosity(level)
 
 
 def _convert(converter, what: str) -> bytes:
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            # "Statistics for quantized inputs were expected": the input stays
-            # float32 unless int8_io, so there are none to give.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        with _quiet():
             return bytes(converter.convert())
     except Exception as e:  # the converter raises many private error types
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise ExportError(f"TFLite {what} conversion failed: {first}") from e
+        # The converter's messages end with the MLIR diagnostic that matters.
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ExportError(f"TFLite {what} conversion failed: {last}") from e
 
 
-def convert_float(model) -> bytes:
+def convert_float(model, method: str = "saved_model") -> bytes:
     """Converts a Keras model to a float32 TFLite flatbuffer.
 
     Args:
       model: a built single-input ``keras.Model`` (functional or subclassed).
+      method: ``saved_model`` (supported path) or ``graph`` (faster; see the
+        module docstring).
 
     Returns:
       The ``.tflite`` flatbuffer.
@@ -83,7 +118,9 @@ def convert_float(model) -> bytes:
     Raises:
       ExportError: the model has no single input or the converter fails.
     """
-    return _convert(_converter(model), "float")
+    with _quiet():
+        converter = _converter(model, method)
+    return _convert(converter, "float")
 
 
 def _single_samples(representative: Iterable[np.ndarray], input_shape: tuple) -> Iterator[np.ndarray]:
@@ -140,7 +177,8 @@ def convert_int8(
         for s in samples:
             yield [s]
 
-    converter = _converter(model)
+    with _quiet():
+        converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -10,25 +10,34 @@ CPU:
 * each candidate of each searchable layer becomes a one-layer Keras model,
   input ``(1, hw, hw, in_ch)`` -> :func:`spnas.models.blocks.mbconv` with that
   kernel/expansion and the layer's stride and residual, converted to a float
-  TFLite model and timed with the LiteRT interpreter (median of ``repeats``
-  ``invoke()`` calls after ``warmup``);
-* the constant is the sum of the medians of the fixed parts, each timed as its
-  own TFLite model the same way: the stem (conv 3x3 + BN + ReLU), every
-  non-searchable MBConv layer (the paper's fixed first and last layers), and
-  the head (conv 1x1 + BN + ReLU + pool + FC to ``space.num_classes``). Timing
-  them separately, like the searchable layers, keeps the table additive: the
-  prediction of a network is one sum of per-model medians.
+  TFLite model and timed with the LiteRT interpreter (``repeats`` timed
+  ``invoke()`` calls after ``warmup``; the table holds their median, or their
+  10th percentile with ``statistic="p10"``);
+* the constant is the sum of the same statistic over the fixed parts, each
+  timed as its own TFLite model the same way: the stem (conv 3x3 + BN + ReLU),
+  every non-searchable MBConv layer (the paper's fixed first and last layers),
+  and the head (conv 1x1 + BN + ReLU + pool + FC to ``space.num_classes``).
+  Timing them separately, like the searchable layers, keeps the table additive:
+  the prediction of a network is one sum of per-model times. (Each model pays
+  one ``invoke()`` overhead, about 1.4 us here; on the embedded space the sum
+  still matched whole-network p10 times within 2.6 % RMSE.)
 
-The four candidates of a layer (and the fixed parts among themselves) are timed
-interleaved: the repeats are split into rounds and every round visits every
-model once, so a burst of load from another process hits all candidates of a
-layer alike instead of biasing one of them.
+All models are converted first and then timed *interleaved*: the repeats are
+split into rounds of :data:`CHUNK` invokes and each round visits every model, so
+load from other processes during the run is shared by all entries instead of
+biasing some of them. The settings, per-entry spread ``(p90-p10)/median``, the
+constant's parts, the layer shapes (checked by
+:meth:`LatencyTable.validate_for`) and the host's load average are recorded in
+the table's ``extra`` fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import os
 import platform
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,8 +53,20 @@ from spnas.export.tflite import convert_float
 from spnas.latency.table import LatencyTable
 from spnas.search.space import CANDIDATES, LayerSpec, SearchSpace, parse_choice
 
-ROUNDS = 5  # interleaved rounds the repeats are split into
-MAX_RETRIES = 2  # extra measurements of a group whose spread exceeds max_spread
+CHUNK = 10  # timed invokes per visit of a model; repeats / CHUNK rounds
+CHUNK_WARMUP = 1  # untimed invokes each time the timing returns to a model
+MAX_RETRIES = 2  # extra measurements of models whose spread exceeds max_spread
+# The profiler converts ~4 models per layer; the in-process graph path gives the
+# same TFLite graph as the SavedModel path about 4x faster (spnas.export.tflite).
+CONVERSION = "graph"
+# Table value per model. ``median`` is what the paper's on-device profiling
+# reports. On a shared, loaded host the median of long invokes rises more than
+# that of short ones (they are hit by more interruptions), so a sum of short
+# per-layer medians underestimates a whole network's median: on the embedded
+# space with the 2-core host at load ~4, the additive prediction had 6.2 % RMSE
+# (-5.3 % bias) against 20 measured networks with medians, 2.6 % (-0.8 %) with
+# p10. ``p10`` approximates what an idle machine's median would be.
+STATISTICS = ("median", "p10")
 
 
 class ProfileError(RuntimeError):
@@ -121,58 +142,84 @@ def network_model(space: SearchSpace, choices: Sequence[str]):
     return keras.Model(inp, head(x, space.head_filters, space.num_classes, space.dropout))
 
 
+def resolve_space(spec: str) -> SearchSpace:
+    """``embedded``, ``paper`` or a JSON file of a search-space dict (or an arch.json).
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      ValueError: anything else, naming what is wrong.
+    """
+    import json
+
+    from spnas.search.space import embedded_space
+
+    if spec == "embedded":
+        return embedded_space()
+    if spec == "paper":
+        return SearchSpace()
+    if not spec.endswith(".json"):
+        raise ValueError(f"Unknown space {spec!r}; expected 'embedded', 'paper' or a .json file.")
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"Search-space file {spec!r} does not exist.")
+    with open(spec) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"Search-space file {spec!r} is not valid JSON: {e}.") from None
+    if isinstance(data, dict) and isinstance(data.get("space"), dict):
+        data = data["space"]  # an arch.json
+    if not isinstance(data, dict):
+        raise ValueError(f"Search-space file {spec!r} must hold a JSON object.")
+    try:
+        return SearchSpace.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Search-space file {spec!r}: {e}") from None
+
+
 # ----------------------------------------------------------------------------- timing
 
 
-def _split_repeats(repeats: int, rounds: int) -> list[int]:
-    rounds = max(1, min(rounds, repeats))
+def _split_repeats(repeats: int, chunk: int = CHUNK) -> list[int]:
+    rounds = max(1, -(-repeats // chunk))
     base, extra = divmod(repeats, rounds)
     return [base + (1 if r < extra else 0) for r in range(rounds)]
 
 
-def time_group(
+def time_interleaved(
     flatbuffers: Sequence[bytes],
     threads: int = 1,
     warmup: int = 20,
     repeats: int = 100,
-    rounds: int = ROUNDS,
+    chunk: int = CHUNK,
+    progress=None,
 ) -> list[LatencyStats]:
     """Times several models interleaved; one :class:`LatencyStats` per model.
 
-    Every model is warmed up, then ``repeats`` invokes per model are split into
-    ``rounds`` rounds; each round times every model in turn (the order rotates
-    between rounds).
+    Every model is warmed up, then its ``repeats`` timed invokes are split into
+    rounds of about ``chunk`` invokes; each round visits every model once (in a
+    rotating order) and times its chunk after :data:`CHUNK_WARMUP` untimed
+    invokes (the other models evicted its weights from the caches). More
+    repeats thus spread each model's samples over a longer time, which
+    averages out changes of load on a shared host.
+
+    Args:
+      flatbuffers: the models.
+      threads, warmup, repeats: as for :func:`spnas.export.litert.measure_latency`.
+      chunk: timed invokes per visit of a model.
+      progress: optional tqdm bar, advanced by one per round.
     """
     interps = [prepare_for_timing(fb, threads=threads) for fb in flatbuffers]
     for interp in interps:
         time_invokes(interp, warmup)
     samples: list[list[float]] = [[] for _ in interps]
-    for r, count in enumerate(_split_repeats(repeats, rounds)):
+    for r, count in enumerate(_split_repeats(repeats, chunk)):
         for j in range(len(interps)):
             i = (j + r) % len(interps)
+            time_invokes(interps[i], CHUNK_WARMUP)
             samples[i].extend(time_invokes(interps[i], count))
+        if progress is not None:
+            progress.update(1)
     return [LatencyStats.from_samples(s, threads) for s in samples]
-
-
-def _time_checked(flatbuffers, names, where, threads, warmup, repeats, max_spread):
-    """:func:`time_group`, re-measured while a member is noisier than ``max_spread``."""
-    best = time_group(flatbuffers, threads, warmup, repeats)
-    if max_spread is None:
-        return best
-    for _ in range(MAX_RETRIES):
-        if all(s.spread <= max_spread for s in best):
-            return best
-        again = time_group(flatbuffers, threads, warmup, repeats)
-        best = [a if a.spread < b.spread else b for a, b in zip(again, best)]
-    noisy = [(n, s.spread) for n, s in zip(names, best) if s.spread > max_spread]
-    if noisy:
-        name, spread = noisy[0]
-        raise ProfileError(
-            f"{where}, {name}: spread (p90-p10)/median is {spread:.2f} after "
-            f"{MAX_RETRIES + 1} measurements, above max_spread={max_spread}. The host is "
-            "too busy for a stable table; profile on an idle machine or raise --repeats."
-        )
-    return best
 
 
 def measure_network(
@@ -185,14 +232,15 @@ def measure_network(
     """Whole-network TFLite latency of an architecture (to check a table)."""
     from spnas.export.litert import measure_latency
 
-    return measure_latency(convert_float(network_model(space, choices)), threads=threads,
-                           warmup=warmup, repeats=repeats)
+    fb = convert_float(network_model(space, choices), method=CONVERSION)
+    return measure_latency(fb, threads=threads, warmup=warmup, repeats=repeats)
 
 
 # ----------------------------------------------------------------------------- table
 
 
-def _host_description() -> str:
+def host_description() -> str:
+    """This host's CPU model and OS, e.g. ``AMD EPYC (Linux x86_64)``."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -211,36 +259,46 @@ def _tf_version() -> str:
     return tf.__version__
 
 
-def profile_table(
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Raw timings of a profiling run (before choosing a statistic).
+
+    Attributes:
+      space: the profiled search space.
+      layers: per searchable layer index, per candidate, the timing stats.
+      parts: the fixed parts (``stem``, ``layer_<i>``, ``head``) and their stats.
+      delegate: whether LiteRT's default delegate (XNNPACK) ran the models.
+      threads, warmup, repeats: the measurement settings.
+      seconds: wall time of the whole run (conversion included).
+      load_average: the host's 1-minute load average before and after.
+    """
+
+    space: SearchSpace
+    layers: dict[int, dict[str, LatencyStats]]
+    parts: dict[str, LatencyStats]
+    delegate: bool
+    threads: int
+    warmup: int
+    repeats: int
+    seconds: float
+    load_average: tuple[float | None, float | None] = (None, None)
+
+
+def profile_space(
     space: SearchSpace,
     *,
     threads: int = 1,
     warmup: int = 20,
     repeats: int = 100,
-    device: str = "this host",
     progress: bool = True,
     max_spread: float | None = None,
-) -> LatencyTable:
-    """Profiles every candidate of every searchable layer of ``space``.
+) -> Profile:
+    """Converts and times every candidate of every searchable layer and the fixed parts.
 
-    Args:
-      space: the search space.
-      threads: LiteRT interpreter threads.
-      warmup: untimed invokes per model.
-      repeats: timed invokes per model (the table holds their median).
-      device: the device name recorded in the table.
-      progress: show a tqdm progress bar (one step per timed model).
-      max_spread: if given, a layer whose candidates' (p90-p10)/median exceeds
-        it is re-measured (up to ``MAX_RETRIES`` times), then profiling fails.
-
-    Returns:
-      A :class:`LatencyTable` in ms. Nothing is written: save it with
-      :func:`spnas.latency.table.save_table` (atomic), so an interrupted run
-      leaves no partial table.
-
-    Raises:
-      ValueError: bad counts.
-      ProfileError: a layer stays noisier than ``max_spread``.
+    All models are converted first, then timed together by
+    :func:`time_interleaved`, so each entry's samples are spread over the whole
+    timing window and a change of load on the host scales all entries alike.
+    See :func:`profile_table` for the arguments.
     """
     from tqdm import tqdm
 
@@ -250,36 +308,97 @@ def profile_table(
         )
     if max_spread is not None and max_spread <= 0:
         raise ValueError(f"max_spread must be positive, got {max_spread}.")
+    start = time.perf_counter()
+    load_before = _load_average()
     searchable = [layer for layer in space.layers() if layer.searchable]
-    parts = fixed_part_models(space)
-    entries: dict[int, dict[str, float]] = {}
-    spread: dict[str, dict[str, float]] = {}
-    shapes: dict[str, dict[str, int]] = {}
-    uses_delegate = False
-    with tqdm(total=len(searchable) * len(CANDIDATES) + len(parts), disable=not progress,
-              desc="profiling", unit="model") as bar:
-        part_names = list(parts)
-        part_fbs = []
-        for name in part_names:
-            part_fbs.append(convert_float(parts[name]))
+    builders = [(("part", name), model) for name, model in fixed_part_models(space).items()]
+    labels = [label for label, _ in builders]
+    labels += [(layer.index, c) for layer in searchable for c in CANDIDATES]
+    fbs = []
+    with tqdm(total=len(labels), disable=not progress, desc="converting", unit="model") as bar:
+        for _label, model in builders:
+            fbs.append(convert_float(model, method=CONVERSION))
             bar.update(1)
-        uses_delegate = delegated(part_fbs[0], threads)
-        part_stats = _time_checked(part_fbs, part_names, "fixed parts", threads, warmup,
-                                   repeats, max_spread)
-        for layer in searchable:
-            fbs = []
-            for choice in CANDIDATES:
-                fbs.append(convert_float(layer_model(layer, choice)))
-                bar.update(1)
-            stats = _time_checked(fbs, CANDIDATES, f"layer {layer.index}", threads, warmup,
-                                  repeats, max_spread)
-            entries[layer.index] = {c: s.median_ms for c, s in zip(CANDIDATES, stats)}
-            spread[str(layer.index)] = {c: round(s.spread, 4) for c, s in zip(CANDIDATES, stats)}
-            shapes[str(layer.index)] = {"in": layer.in_ch, "out": layer.out_ch,
-                                        "stride": layer.stride, "hw": layer.input_hw}
-            bar.set_postfix(layer=layer.index)
-    constant_parts = {n: s.median_ms for n, s in zip(part_names, part_stats)}
-    spread["constant"] = {n: round(s.spread, 4) for n, s in zip(part_names, part_stats)}
+        by_index = {layer.index: layer for layer in searchable}
+        for index, choice in labels[len(builders):]:
+            fbs.append(convert_float(layer_model(by_index[index], choice), method=CONVERSION))
+            bar.update(1)
+    rounds = len(_split_repeats(repeats))
+    with tqdm(total=rounds, disable=not progress, desc="timing", unit="round") as bar:
+        stats = time_interleaved(fbs, threads, warmup, repeats, progress=bar)
+    for _ in range(MAX_RETRIES if max_spread is not None else 0):
+        noisy = [i for i, s in enumerate(stats) if s.spread > max_spread]
+        if not noisy:
+            break
+        again = time_interleaved([fbs[i] for i in noisy], threads, warmup, repeats)
+        for i, s in zip(noisy, again):
+            stats[i] = s if s.spread < stats[i].spread else stats[i]
+    if max_spread is not None:
+        for label, s in zip(labels, stats):
+            if s.spread > max_spread:
+                where = f"fixed part {label[1]}" if label[0] == "part" else \
+                    f"layer {label[0]} {label[1]}"
+                raise ProfileError(
+                    f"{where}: spread (p90-p10)/median is {s.spread:.2f} after "
+                    f"{MAX_RETRIES + 1} measurements, above max_spread={max_spread}. The host is "
+                    "too busy for a stable table; profile on an idle machine or raise --repeats."
+                )
+    layers: dict[int, dict[str, LatencyStats]] = {layer.index: {} for layer in searchable}
+    parts: dict[str, LatencyStats] = {}
+    for (key, name), s in zip(labels, stats):
+        if key == "part":
+            parts[name] = s
+        else:
+            layers[key][name] = s
+    return Profile(
+        space=space,
+        layers=layers,
+        parts=parts,
+        delegate=delegated(fbs[0], threads),
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        seconds=time.perf_counter() - start,
+        load_average=(load_before, _load_average()),
+    )
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _value(stats: LatencyStats, statistic: str) -> float:
+    return stats.median_ms if statistic == "median" else stats.p10_ms
+
+
+def table_from_profile(
+    profile: Profile, statistic: str = "median", device: str = "this host"
+) -> LatencyTable:
+    """The latency table of a profiling run.
+
+    Args:
+      profile: the raw timings.
+      statistic: ``median`` or ``p10`` of the timed invokes (see
+        :data:`STATISTICS`).
+      device: the device name recorded in the table.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"Unknown statistic {statistic!r}; expected one of {STATISTICS}.")
+    space = profile.space
+    entries = {i: {c: _value(s, statistic) for c, s in row.items()}
+               for i, row in profile.layers.items()}
+    spread = {str(i): {c: round(s.spread, 4) for c, s in row.items()}
+              for i, row in profile.layers.items()}
+    spread["constant"] = {n: round(s.spread, 4) for n, s in profile.parts.items()}
+    shapes = {
+        str(layer.index): {"in": layer.in_ch, "out": layer.out_ch, "stride": layer.stride,
+                           "hw": layer.input_hw}
+        for layer in space.layers() if layer.searchable
+    }
+    constant_parts = {n: _value(s, statistic) for n, s in profile.parts.items()}
     all_spreads = [v for row in spread.values() for v in row.values()]
     return LatencyTable(
         device=device,
@@ -289,21 +408,65 @@ def profile_table(
         runtime="LiteRT",
         runtime_version=litert_version(),
         date=datetime.date.today().isoformat(),
-        source="spnas-latency profile (one-layer float TFLite models, median invoke time)",
+        source="spnas-latency profile (one-layer float TFLite models timed with LiteRT)",
         extra={
-            "threads": threads,
-            "warmup": warmup,
-            "repeats": repeats,
-            "rounds": min(ROUNDS, repeats),
-            "statistic": "median of invoke() wall time (time.perf_counter)",
-            "delegate": "XNNPACK (LiteRT default)" if uses_delegate else "none (built-in kernels)",
-            "converter": f"TensorFlow {_tf_version()} TFLiteConverter.from_keras_model, float32",
-            "host": _host_description(),
+            "threads": profile.threads,
+            "warmup": profile.warmup,
+            "repeats": profile.repeats,
+            "rounds": len(_split_repeats(profile.repeats)),
+            "statistic": f"{statistic} of invoke() wall time (time.perf_counter), batch 1",
+            "delegate": "XNNPACK (LiteRT default)" if profile.delegate
+            else "none (built-in kernels)",
+            "converter": f"TensorFlow {_tf_version()} TFLiteConverter, float32",
+            "host": host_description(),
+            "profile_seconds": round(profile.seconds, 1),
+            "load_average": list(profile.load_average),
             "constant_parts_ms": constant_parts,
             "layer_shapes": shapes,
             "spread": spread,
-            "max_spread_seen": float(np.max(all_spreads)),
+            "max_spread": float(np.max(all_spreads)),
             "space": space.to_dict(),
         },
     )
 
+
+def profile_table(
+    space: SearchSpace,
+    *,
+    threads: int = 1,
+    warmup: int = 20,
+    repeats: int = 100,
+    device: str = "this host",
+    progress: bool = True,
+    max_spread: float | None = None,
+    statistic: str = "median",
+) -> LatencyTable:
+    """Profiles every candidate of every searchable layer of ``space``.
+
+    Args:
+      space: the search space.
+      threads: LiteRT interpreter threads.
+      warmup: untimed invokes per model.
+      repeats: timed invokes per model.
+      device: the device name recorded in the table.
+      progress: show a tqdm progress bar (one step per converted model).
+      max_spread: if given, a group whose (p90-p10)/median exceeds it is
+        re-measured (up to ``MAX_RETRIES`` times), then profiling fails.
+      statistic: the table value per model, ``median`` (as the paper) or
+        ``p10`` (robust on a shared, loaded host; see :data:`STATISTICS`).
+
+    Returns:
+      A :class:`LatencyTable` in ms; the per-entry spread, layer shapes, the
+      constant's parts and the settings are in ``extra``. Nothing is written:
+      save it with :func:`spnas.latency.table.save_table` (atomic), so an
+      interrupted run leaves no partial table.
+
+    Raises:
+      ValueError: bad counts or statistic.
+      ProfileError: a layer stays noisier than ``max_spread``.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"Unknown statistic {statistic!r}; expected one of {STATISTICS}.")
+    profile = profile_space(space, threads=threads, warmup=warmup, repeats=repeats,
+                            progress=progress, max_spread=max_spread)
+    return table_from_profile(profile, statistic=statistic, device=device)

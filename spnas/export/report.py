@@ -1,0 +1,244 @@
+"""Export a trained model to TFLite (float and int8) and report how faithful and fast it is.
+
+The paper deploys its searched ConvNet with TFLite and quotes on-device
+latency (Stamoulis et al., 2019, Table 1); the release adds post-training
+quantization with a representative dataset. :func:`export_model` writes, into a
+work directory, ``model_float.tflite``, ``model_int8.tflite`` and
+``export_report.json`` (all atomically), with:
+
+* file sizes and op counts of both flatbuffers;
+* for the float model, max ``|Keras - LiteRT|`` over a batch of real images,
+  absolute and relative to max ``|Keras|`` (conversion must not change the net);
+* for the int8 model, top-1 agreement with Keras (quantization may move logits
+  but should rarely change the predicted class);
+* the median LiteRT latency of both (``invoke()`` only, batch 1).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from spnas.export import litert
+from spnas.export.tflite import DEFAULT_NUM_CALIBRATION, ExportError, convert_float, convert_int8
+from spnas.fileio import atomic_write_bytes, atomic_write_json, check_writable_dir
+
+REPORT_FORMAT = "spnas.export_report/1"
+FLOAT_FILE = "model_float.tflite"
+INT8_FILE = "model_int8.tflite"
+REPORT_FILE = "export_report.json"
+MODEL_FILE = "model.keras"  # what the trainer writes (EMA weights)
+DEFAULT_NUM_EVAL = 200
+
+
+def load_keras_model(path: str):
+    """Loads a ``.keras`` file (plain or spnas layers), without compiling.
+
+    Raises:
+      FileNotFoundError: naming the missing path.
+      ExportError: the file is not a loadable Keras model.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Model file {path!r} does not exist (spnas-train writes the EMA weights to "
+            f"<workdir>/{MODEL_FILE}; pass --model=PATH.keras otherwise)."
+        )
+    import keras
+
+    # Registers spnas's serialisable layers (SearchableMBConv, Supernet, ...).
+    import spnas.search.supernet  # noqa: F401
+    import spnas.superkernel  # noqa: F401
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # Keras raises ValueError/OSError/zip errors alike
+        raise ExportError(f"Cannot load Keras model {path!r}: {e}") from e
+
+
+def take_images(batches: Iterable, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``count`` images (and labels) of an iterable of batches.
+
+    Args:
+      batches: ``(images, labels)`` pairs or bare image batches (tf.data
+        datasets, lists of arrays).
+      count: how many to take.
+
+    Raises:
+      ExportError: the iterable holds fewer than one image.
+    """
+    images, labels = [], []
+    have = 0
+    for batch in batches:
+        x, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        x = np.asarray(x, dtype=np.float32)
+        images.append(x)
+        if y is not None:
+            labels.append(np.asarray(y))
+        have += x.shape[0]
+        if have >= count:
+            break
+    if have == 0:
+        raise ExportError("The dataset yielded no images.")
+    x = np.concatenate(images)[:count]
+    y = np.concatenate(labels)[:count] if len(labels) == len(images) else None
+    return x, y
+
+
+def _keras_outputs(model, images: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float32)
+
+
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray) -> dict:
+    """Agreement of two logit arrays ``[N, classes]``.
+
+    Returns:
+      ``max_abs_diff``, ``max_rel_diff`` (max abs diff / max ``|reference|``)
+      and ``top1_agreement_pct``.
+    """
+    diff = float(np.max(np.abs(reference - candidate)))
+    scale = float(np.max(np.abs(reference)))
+    agree = float(np.mean(np.argmax(reference, -1) == np.argmax(candidate, -1)) * 100.0)
+    return {
+        "max_abs_diff": diff,
+        "max_rel_diff": diff / scale if scale > 0 else float("inf"),
+        "top1_agreement_pct": agree,
+    }
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None or labels.ndim != 2 or labels.shape != logits.shape:
+        return None  # labels absent or for a different class count
+    return float(np.mean(np.argmax(logits, -1) == np.argmax(labels, -1)) * 100.0)
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def export_model(
+    model,
+    workdir: str,
+    calibration: np.ndarray,
+    eval_images: np.ndarray,
+    eval_labels: np.ndarray | None = None,
+    *,
+    threads: int = 1,
+    warmup: int = litert.DEFAULT_WARMUP,
+    repeats: int = litert.DEFAULT_REPEATS,
+    int8_io: bool = False,
+    metadata: dict | None = None,
+) -> dict:
+    """Converts, checks and times ``model``; writes the flatbuffers and the report.
+
+    Args:
+      model: a built single-input Keras classifier.
+      workdir: output directory (created if needed).
+      calibration: real preprocessed images ``[N, S, S, 3]`` for int8 calibration.
+      eval_images: real preprocessed images the exports are compared on.
+      eval_labels: optional one-hot labels of ``eval_images`` (adds accuracies).
+      threads, warmup, repeats: LiteRT latency measurement.
+      int8_io: int8 instead of float32 input/output tensors for the int8 model.
+      metadata: extra fields for the report (model path, dataset, ...).
+
+    Returns:
+      The report (also written to ``workdir/export_report.json``).
+    """
+    workdir = check_writable_dir(workdir)
+    calibration = np.asarray(calibration, dtype=np.float32)
+    eval_images = np.asarray(eval_images, dtype=np.float32)
+    in_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    for what, arr in (("calibration", calibration), ("evaluation", eval_images)):
+        if arr.ndim != 4 or arr.shape[1:] != in_shape or arr.shape[0] == 0:
+            raise ExportError(
+                f"{what} images have shape {arr.shape}, the model takes [N, "
+                f"{', '.join(map(str, in_shape))}] with N >= 1."
+            )
+    float_fb = convert_float(model)
+    int8_fb = convert_int8(model, [calibration], num_samples=len(calibration), int8_io=int8_io)
+
+    reference = _keras_outputs(model, eval_images)
+    report: dict = {
+        "format": REPORT_FORMAT,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        **(metadata or {}),
+        "input_shape": [1, *in_shape],
+        "num_params": int(model.count_params()),
+        "runtime": "LiteRT",
+        "runtime_version": litert.litert_version(),
+        "converter": f"TensorFlow {_tf_version()} TFLiteConverter.from_keras_model",
+        "latency_settings": {"threads": threads, "warmup": warmup, "repeats": repeats,
+                             "batch": 1, "statistic": "invoke() wall time"},
+        "eval": {"num_images": int(len(eval_images)),
+                 "keras_top1_pct": _accuracy(reference, eval_labels)},
+    }
+    for key, fb, filename in (("float", float_fb, FLOAT_FILE), ("int8", int8_fb, INT8_FILE)):
+        outputs = litert.run_tflite(fb, eval_images, threads=threads)
+        stats = litert.measure_latency(fb, threads=threads, warmup=warmup, repeats=repeats)
+        entry = {
+            "file": filename,
+            "size_bytes": len(fb),
+            "op_counts": litert.op_counts(fb),
+            **compare_outputs(reference, outputs),
+            "top1_pct": _accuracy(outputs, eval_labels),
+            "latency_ms": stats.median_ms,
+            "latency": stats.to_dict(),
+        }
+        if key == "int8":
+            entry["calibration_images"] = int(len(calibration))
+            entry["io_dtype"] = "int8" if int8_io else "float32"
+        report[key] = entry
+    # Flatbuffers first, report last: a report always describes files that exist.
+    atomic_write_bytes(os.path.join(workdir, FLOAT_FILE), float_fb)
+    atomic_write_bytes(os.path.join(workdir, INT8_FILE), int8_fb)
+    atomic_write_json(os.path.join(workdir, REPORT_FILE), report)
+    return report
+
+
+def run(
+    workdir: str,
+    model_path: str | None = None,
+    dataset: str = "embedded",
+    num_calibration: int = DEFAULT_NUM_CALIBRATION,
+    num_eval: int = DEFAULT_NUM_EVAL,
+    eval_split: str = "validation",
+    threads: int = 1,
+    warmup: int = litert.DEFAULT_WARMUP,
+    repeats: int = litert.DEFAULT_REPEATS,
+    int8_io: bool = False,
+    data_dir: str | None = None,
+) -> dict:
+    """Exports ``model_path`` (default ``workdir/model.keras``) with real images.
+
+    Calibration images are the first ``num_calibration`` of the ``train``
+    split, the comparison batch the first ``num_eval`` of ``eval_split``, both
+    through :func:`spnas.data.build_dataset` without augmentation.
+    """
+    if num_calibration < 1 or num_eval < 1:
+        raise ExportError(
+            f"num_calibration and num_eval must be >= 1, got {num_calibration} and {num_eval}."
+        )
+    model_path = model_path or os.path.join(workdir, MODEL_FILE)
+    model = load_keras_model(model_path)
+    from spnas.data import build_dataset
+
+    size = int(model.inputs[0].shape[1])
+    batch = 64
+    train, _ = build_dataset(dataset, "train", batch, size, training=False, data_dir=data_dir)
+    calibration, _ = take_images(train, num_calibration)
+    evalset, _ = build_dataset(dataset, eval_split, batch, size, training=False, data_dir=data_dir)
+    images, labels = take_images(evalset, num_eval)
+    from spnas.fileio import sha256_file
+
+    meta = {
+        "model": os.path.abspath(model_path),
+        "model_sha256": sha256_file(model_path),
+        "dataset": {"name": dataset, "calibration_split": "train", "eval_split": eval_split},
+    }
+    return export_model(model, workdir, calibration, images, labels, threads=threads,
+                        warmup=warmup, repeats=repeats, int8_io=int8_io, metadata=meta)
