@@ -55,6 +55,9 @@ class SearchSchedule(keras.callbacks.Callback):
         runtime = float(keras.ops.convert_to_numpy(self.supernet.runtime_ms()))
         return self.controller.next_lambda(current, runtime, first=step == self.warmup_steps), 1.0
 
+    def on_train_begin(self, logs=None):
+        self.on_train_batch_begin(0)
+
     def on_train_batch_begin(self, batch, logs=None):
         state = self.values(_global_step(self.model))
         if state != self._state:

@@ -34,17 +34,13 @@ class SearchConfigError(ValueError):
 
 def resolve_table_path(value: str) -> str:
     """A table file path, or the name of a table shipped with spnas."""
+    if not value:
+        raise FileNotFoundError("No latency table given: set --config.latency_table=PATH.")
     if os.path.exists(value):
         return value
     from spnas.latency import tables
 
-    try:
-        return tables.path(value)
-    except (KeyError, FileNotFoundError, ValueError):
-        raise FileNotFoundError(
-            f"Latency table {value!r} is neither a file nor a table shipped with spnas "
-            f"(shipped: {', '.join(tables.names())})."
-        ) from None
+    return tables.path(value)  # FileNotFoundError names the shipped tables
 
 
 def space_from_config(config: ml_collections.ConfigDict, num_classes: int) -> SearchSpace:

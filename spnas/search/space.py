@@ -321,3 +321,23 @@ def embedded_space(num_classes: int = 10) -> SearchSpace:
         block_strides=(1, 1, 2, 2, 1, 2, 1),
         num_classes=num_classes,
     )
+
+
+SMOKE_BLOCK_STRINGS = (
+    "r1_k3_s11_e1_i32_o16_noskip",
+    "r2_k5_s22_e6_i16_o24",
+    "r2_k5_s22_e6_i24_o40",
+    "r1_k3_s11_e6_i40_o80_noskip",
+)
+
+
+def smoke_space(num_classes: int = 10) -> SearchSpace:
+    """A 6-layer space (4 searchable, 2 skippable) for smoke tests on a CPU."""
+    return SearchSpace(
+        blocks=SMOKE_BLOCK_STRINGS,
+        input_size=32,
+        width=0.5,
+        stem_stride=2,
+        block_strides=(1, 1, 2, 1),
+        num_classes=num_classes,
+    )

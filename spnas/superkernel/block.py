@@ -106,15 +106,22 @@ class SearchableMBConv(keras.layers.Layer):
         shape = self.conv_pwl.compute_output_shape(shape)
         self.bn3.build(shape)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, return_runtime=False):
+        """Forward pass; with ``return_runtime=True`` returns ``(output, runtime_ms)``
+        (0 for a fixed layer or a superkernel without table entries)."""
         x = inputs
         if self.conv_pw is not None:
             x = keras.ops.relu(self.bn1(self.conv_pw(x), training=training))
-        x = keras.ops.relu(self.bn2(self.conv_dw(x, training=training), training=training))
+        runtime = 0.0
+        if return_runtime and self.searchable and self.runtimes is not None:
+            x, runtime = self.conv_dw(x, training=training, return_runtime=True)
+        else:
+            x = self.conv_dw(x, training=training)
+        x = keras.ops.relu(self.bn2(x, training=training))
         x = self.bn3(self.conv_pwl(x), training=training)
         if self.residual:
             x = x + inputs
-        return x
+        return (x, runtime) if return_runtime else x
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape

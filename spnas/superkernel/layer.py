@@ -130,11 +130,21 @@ class SuperkernelDepthwiseConv(keras.layers.Layer):
         u = keras.random.uniform((), seed=self.seed_generator, dtype=d.dtype)
         return d * ops.cast(ops.less(u, keep), d.dtype) / keep
 
-    def call(self, inputs, training=None):
-        kernel, _, _ = self._decide(bool(training))
-        return ops.depthwise_conv(
+    def call(self, inputs, training=None, return_runtime=False):
+        """Depthwise conv with the decided kernel.
+
+        With ``return_runtime=True`` also returns the layer's runtime from the
+        same indicators (one pass builds both; the supernet uses it for its
+        loss). During the warm-up the indicators of d100c/d50c see the kernel
+        after indicator dropout, as in the release; lambda is 0 then.
+        """
+        kernel, decisions, _ = self._decide(bool(training))
+        out = ops.depthwise_conv(
             inputs, ops.cast(kernel, inputs.dtype), strides=self.strides, padding="same"
         )
+        if return_runtime:
+            return out, self._runtime(*decisions)
+        return out
 
     def runtime_ms(self):
         """Differentiable runtime of the layer (Eq. 11-12) from its hard decisions.
@@ -145,9 +155,12 @@ class SuperkernelDepthwiseConv(keras.layers.Layer):
         paper's model approximates it by ``R_k5e3 * ratio``). Indicator dropout
         does not apply to the runtime.
         """
+        _, decisions, _ = self._decide(training=False)
+        return self._runtime(*decisions)
+
+    def _runtime(self, d5x5, d100c, d50c):
         if self.runtimes is None:
             raise ValueError(f"{self.name} has no latency-table entries.")
-        _, (d5x5, d100c, d50c), _ = self._decide(training=False)
         r = self.runtimes
         ratio = r["k3_e6"] / r["k5_e6"]
         r_ch = d50c * (r["k5_e3"] + d100c * (r["k5_e6"] - r["k5_e3"]))

@@ -1,0 +1,26 @@
+"""Smoke variant: the default search shrunk to seconds of training on a CPU.
+
+A 6-layer space (4 searchable layers: `spnas.search.space.smoke_space`) with its
+own shipped table (`smoke_cpu`, profiled like `embedded_cpu`), batch 16, 8 steps.
+
+Command:
+  spnas-search --config=configs/smoke.py --workdir=/tmp/spnas_smoke
+Expected: well under a minute on 2 CPU cores (mostly building the train step);
+the architecture it decodes is not meaningful, the plumbing is.
+"""
+
+from spnas.configs_path import load_config
+from spnas.search.space import SMOKE_BLOCK_STRINGS
+
+
+def get_config(arg=None):
+    c = load_config("default.py", arg)
+    c.space.blocks = list(SMOKE_BLOCK_STRINGS)
+    c.space.block_strides = [1, 1, 2, 1]
+    c.latency_table = "smoke_cpu"
+    c.batch_size = 16
+    c.epochs = 2.0
+    c.steps_per_epoch = 4
+    c.checkpoint_every = 4
+    c.log_every = 1
+    return c
