@@ -106,43 +106,53 @@ def test_two_replicas_mirrored(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    "overrides, error, message",
     [
-        (("--config.dataset=no_such_dataset",), "no_such_dataset"),
-        (("--config.dataset=imagenet2012", "--config.manual_dir=/nonexistent/imagenet"),
+        (dict(dataset="no_such_dataset"), "DatasetError", "no_such_dataset"),
+        (dict(dataset="imagenet2012", manual_dir="/nonexistent/imagenet"), "DatasetError",
          "/nonexistent/imagenet"),
-        (("--config.latency_table=/nonexistent/table.json",), "No shipped latency table"),
-        (("--config.target_ms=1000000",), "outside the reachable range"),
+        (dict(latency_table="/nonexistent/table.json"), "FileNotFoundError",
+         "No shipped latency table"),
+        (dict(target_ms=1e6), "SearchConfigError", "outside the reachable range"),
+        (dict(latency_table="embedded_cpu"), "LatencyTableError",
+         "20 searchable layers but the supernet has 4"),
     ],
 )
-def test_bad_input_is_one_clear_line(tmp_path, overrides, message):
-    r = _run(tmp_path / "w", *overrides, timeout=300)
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("spnas-search: error:")
-    import re
+def test_bad_input_named_before_training(tmp_path, overrides, error, message):
+    from spnas.search.run import run
 
-    assert re.search(message, last), last
+    config = load_config("smoke.py")
+    config.unlock()
+    config.update(overrides)
+    with pytest.raises(Exception, match=message) as info:
+        run(config, str(tmp_path / "w"))
+    assert type(info.value).__name__ == error
 
 
-def test_table_for_another_space(tmp_path, pixel1_table_path):
+def test_pixel1_table_rejected_for_32px_space(tmp_path, pixel1_table_path):
+    """Also checks the CLI path: one line on stderr, exit code 2, no traceback."""
     r = _run(tmp_path, f"--config.latency_table={pixel1_table_path}", timeout=300)
     assert r.returncode == 2
+    assert "spnas-search: error: " in r.stderr and "Traceback" not in r.stderr
     assert "20 searchable layers but the supernet has 4" in r.stderr
-    r = _run(tmp_path, "--config.latency_table=embedded_cpu", timeout=300)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
 def test_unwritable_workdir(tmp_path):
+    from spnas.search.run import run
+
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    r = _run(blocker / "sub", timeout=300)
-    assert r.returncode == 2 and "not writable" in r.stderr
+    with pytest.raises(PermissionError, match="not writable"):
+        run(load_config("smoke.py"), str(blocker / "sub"))
 
 
 def test_nan_loss_stops_with_clear_error(tmp_path):
-    r = _run(tmp_path, "--config.lr_per_256=1e30", "--config.checkpoint_every=1")
-    assert r.returncode == 2, r.stderr[-3000:]
-    assert "diverged" in r.stderr and "Traceback" not in r.stderr
+    from spnas.search.run import run
+    from spnas.train.runner import TrainingDivergedError
+
+    config = load_config("smoke.py")
+    config.unlock()
+    config.update(dict(lr_per_256=1e30, checkpoint_every=1))
+    with pytest.raises(TrainingDivergedError, match="diverged.*(kept|no checkpoint)"):
+        run(config, str(tmp_path))
     assert not (tmp_path / "arch.json").exists()

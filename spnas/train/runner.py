@@ -51,7 +51,21 @@ def restore_checkpoint(model: keras.Model, directory: str) -> int:
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(path)
-    return _step(model)
+    step = _step(model)
+    meta = os.path.join(directory, CKPT_META)
+    if step == 0 and os.path.exists(meta):
+        # Keras only warns when the saved optimizer state does not fit this optimizer
+        # (another ema_decay, a float learning rate instead of a schedule, ...) and
+        # leaves it at step 0: the run would silently start over.
+        with open(meta) as f:
+            saved = json.load(f).get("step", 0)
+        if saved > 0:
+            raise ValueError(
+                f"The checkpoint in {directory} (step {saved}) has optimizer state that does "
+                "not fit this run's optimizer (was the configuration changed?). Rerun with the "
+                "original configuration, or use a new work directory."
+            )
+    return step
 
 
 class _ChunkCheckpoint(keras.callbacks.Callback):
@@ -60,6 +74,13 @@ class _ChunkCheckpoint(keras.callbacks.Callback):
         self.directory = directory
 
     def on_epoch_end(self, epoch, logs=None):
+        # The last update may have blown the weights up although its loss was finite:
+        # never let such weights replace the last good checkpoint.
+        for v in self.model.trainable_variables:
+            if not np.all(np.isfinite(keras.ops.convert_to_numpy(v))):
+                raise TrainingDivergedError(
+                    f"weight {v.path} became non-finite at step {_step(self.model)}"
+                )
         save_checkpoint(self.model, self.directory)
 
 
@@ -134,12 +155,12 @@ def run_fit(
         # changed between runs) goes straight to the step-exact tail below.
         if step % chunk == 0 and step // chunk < full_chunks:
             model.fit(dataset, epochs=full_chunks, initial_epoch=step // chunk,
-                      steps_per_epoch=chunk, callbacks=callbacks, verbose=0)
+                      steps_per_epoch=chunk, callbacks=callbacks, verbose=0, shuffle=False)
         step = _step(model)
         remaining = total_steps - step
         if remaining > 0:
             model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=callbacks,
-                      verbose=0)
+                      verbose=0, shuffle=False)
     except TrainingDivergedError as e:
         last = None
         meta = os.path.join(checkpoint_dir, CKPT_META)
