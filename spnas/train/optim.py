@@ -1,5 +1,11 @@
 """RMSProp with MnasNet's weight EMA, and helpers to use the EMA weights.
 
+RMSProp: TF1's ``RMSPropOptimizer`` (which MnasNet and the release use) starts
+its mean-square accumulator at 1, Keras at 0. From 0 the first updates are
+``lr * g / sqrt(0.1 g^2 + eps)`` ~ 3 lr per weight whatever the gradient, which
+wrecks the initial weights (we saw the search's CE climb to 16 in its first
+steps); from 1 they are ``lr * g``. :class:`MnasRMSprop` starts at 1.
+
 MnasNet uses ``tf.train.ExponentialMovingAverage(0.9999, num_updates=step)``,
 whose decay is ``min(0.9999, (1 + n) / (10 + n))``: without that warm-up a
 0.9999 average of a short run stays at the initial weights. Keras' built-in
@@ -23,12 +29,20 @@ EMA_DECAY = 0.9999  # MnasNet
 
 @keras.saving.register_keras_serializable(package="spnas")
 class MnasRMSprop(keras.optimizers.RMSprop):
-    """RMSProp 0.9/0.9/1e-3 with an EMA of the weights that warms up like TF1's."""
+    """RMSProp 0.9/0.9/1e-3 as TF1 (accumulator starts at 1) with a TF1-style EMA."""
 
     def __init__(self, learning_rate=0.016, rho=RMSPROP_RHO, momentum=RMSPROP_MOMENTUM,
                  epsilon=RMSPROP_EPSILON, use_ema=True, ema_momentum=EMA_DECAY, **kwargs):
         super().__init__(learning_rate=learning_rate, rho=rho, momentum=momentum,
                          epsilon=epsilon, use_ema=use_ema, ema_momentum=ema_momentum, **kwargs)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        for velocity in self._velocities:
+            if velocity is not None:
+                velocity.assign(ops.ones(velocity.shape, velocity.dtype))
 
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self.use_ema:
