@@ -17,6 +17,15 @@ from spnas.superkernel.layer import SuperkernelDepthwiseConv
 
 # MnasNet's TPU code initialises convolutions with a fan-out normal.
 CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
+# The superkernel instead uses a fan-in normal over all its channels (Keras' fan_in
+# of a (5, 5, C, 1) kernel is 25 C), so every masked group starts with an L2 norm
+# near 1 whatever C is. With MnasNet's fan-out init (std sqrt(2/25)) the norms
+# start near 0.3 sqrt(16 C), i.e. 10-30, and the sigmoid gradient that reaches the
+# thresholds (initialised at 0) is ~e^-10: the decisions would freeze. BN right
+# after the depthwise conv makes the kernel's scale irrelevant to the function.
+SUPERKERNEL_INIT = keras.initializers.VarianceScaling(
+    scale=2.0, mode="fan_in", distribution="untruncated_normal"
+)
 
 
 @keras.saving.register_keras_serializable(package="spnas")
@@ -69,7 +78,7 @@ class SearchableMBConv(keras.layers.Layer):
         if self.searchable:
             self.conv_dw = SuperkernelDepthwiseConv(
                 strides=self.strides, allow_skip=self.allow_skip, runtimes=runtimes,
-                kernel_initializer=CONV_INIT, kernel_regularizer=reg, name="conv_dw",
+                kernel_initializer=SUPERKERNEL_INIT, kernel_regularizer=reg, name="conv_dw",
             )
         else:
             self.conv_dw = layers.DepthwiseConv2D(
