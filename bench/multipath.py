@@ -128,9 +128,10 @@ class MultiPathMBConv(keras.layers.Layer):
             for key in ("conv_pw", "bn1", "conv_dw", "bn2", "conv_pwl", "bn3"):
                 path[key].build(shape)
                 shape = path[key].compute_output_shape(shape)
-        # Uniform initial path weights, as in DARTS and FBNet.
+        # Uniform initial path weights, as in DARTS and FBNet. Kept in float32 under
+        # mixed precision (the softmax and the latency); call() casts the weights.
         self.arch_logits = self.add_weight(
-            name="arch_logits", shape=(self.num_paths,), initializer="zeros"
+            name="arch_logits", shape=(self.num_paths,), initializer="zeros", autocast=False
         )
 
     def path_weights(self):
@@ -234,7 +235,7 @@ class MultiPathSupernet(keras.Model):
             self.space.num_classes, kernel_regularizer=reg, bias_regularizer=reg, name="classifier"
         )
         self.runtime_lambda = self.add_weight(
-            name="runtime_lambda", shape=(), initializer="zeros", trainable=False
+            name="runtime_lambda", shape=(), initializer="zeros", trainable=False, autocast=False
         )
 
     @property
@@ -301,26 +302,29 @@ def build_multipath_supernet(
     return model
 
 
+def mbconv_path_params(in_ch: int, out_ch: int, kernel: int, expansion: int) -> int:
+    """Trainable parameters of one MBConv path (bias-free convs, BN gamma/beta).
+
+    ``e*i*i`` (expansion) + ``k*k*e*i`` (depthwise) + ``e*i*o`` (projection) +
+    ``2*(e*i + e*i + o)`` (the three BNs).
+    """
+    hidden = expansion * in_ch
+    return hidden * in_ch + kernel * kernel * hidden + hidden * out_ch + 2 * (2 * hidden + out_ch)
+
+
 def expected_multipath_params(space: SearchSpace, single_path_params: int) -> int:
     """Trainable parameters of the multi-path supernet, derived from the single-path one.
 
-    Per searchable layer with input ``i`` and output ``o`` channels, the
-    single-path layer holds the e6 path (``6i*i + 25*6i + 6i*o + 2*(i*6 + 6i + o)``
-    BN gammas/betas) plus its thresholds (3 if skippable, else 2). The
-    multi-path layer holds, per candidate ``(k, e)``: ``e*i*i`` (expansion),
-    ``k*k*e*i`` (depthwise), ``e*i*o`` (projection) and ``2*(e*i + e*i + o)``
-    (BN gamma/beta), plus one logit per path (5 if skippable, else 4).
+    Per searchable layer the single-path supernet holds one k5e6 path plus its
+    thresholds (3 if skippable, else 2); the multi-path one holds the four
+    candidate paths plus one logit per path (5 if skippable, else 4).
     """
     total = single_path_params
     for spec in space.layers():
         if not spec.searchable:
             continue
-        i, o = spec.in_ch, spec.out_ch
-
-        def path(k, e):
-            return e * i * i + k * k * e * i + e * i * o + 2 * (2 * e * i + o)
-
-        total -= path(5, 6) + (3 if spec.skippable else 2)
-        total += sum(path(*parse_choice(c)) for c in CANDIDATES)
+        total -= mbconv_path_params(spec.in_ch, spec.out_ch, 5, 6) + (3 if spec.skippable else 2)
+        total += sum(mbconv_path_params(spec.in_ch, spec.out_ch, *parse_choice(c))
+                     for c in CANDIDATES)
         total += len(CANDIDATES) + (1 if spec.skippable else 0)
     return total

@@ -5,8 +5,8 @@ single-path supernet costs about as much per step as the plain MBConv-5x5-6
 network it over-parameterises, and far less than a multi-path supernet (Eq. 5)
 with a separate path per candidate; the whole search is 8 epochs (30 TPU-hours).
 
-For one configuration it builds and times, each in its own subprocess (so peak
-memory is isolated):
+For one configuration it builds and times, each in its own spawned process
+(:mod:`bench.step_worker`, so peak memory is isolated):
 
 * ``single_path``: :func:`spnas.search.supernet.build_supernet` (with the runtime
   loss when ``--table`` is given),
@@ -14,8 +14,11 @@ memory is isolated):
   (:mod:`spnas.models.blocks`),
 * ``multi_path``: :mod:`bench.multipath`, four candidate paths plus skip per layer.
 
-Each step is one RMSProp train step (the search's optimizer) on a synthetic batch
-already in device memory: a speed benchmark, not a dataset.
+Each step is one train step with the search's optimizer (RMSProp 0.9/0.9/1e-3 with
+the weight EMA, :class:`spnas.train.optim.MnasRMSprop`) on a synthetic batch
+already in device memory: a speed benchmark, not a dataset. On a CPU the timed
+steps alternate between the variants' live processes in rounds (``--rounds``),
+so that other processes' load falls on all of them alike.
 
     python bench/search_cost.py --preset=cpu-small --json=out.json
     KERAS_BACKEND=jax python bench/search_cost.py --preset=imagenet \
@@ -27,16 +30,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import pathlib
-import platform
-import resource
+import re
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Run as a script, this file's directory is on sys.path but the repository root
@@ -49,17 +47,16 @@ VARIANTS = ("single_path", "fixed", "multi_path")
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train split
 SEARCH_EPOCHS = 8  # paper, Sec. 4
 PAPER_TPU_HOURS = 30.0  # paper, Sec. 4: 3.75 h on a TPUv2 (8 cores)
-RMSPROP = dict(rho=0.9, momentum=0.9, epsilon=1e-3)  # MnasNet / the release's search
 LR_PER_256 = 0.016  # the release's search, scaled linearly with the batch
 LABEL_SMOOTHING = 0.1  # the release's search
 RUNTIME_LAMBDA = 0.020  # the release's search run; only scales the runtime loss
 PRESETS = {
     # Fits 2 CPU cores: the embedded space (width 0.5, 22 layers) at 32x32.
     "cpu-small": dict(space="embedded", input_size=32, width=0.5, batch=32, num_classes=10,
-                      steps=30, warmup=5),
+                      steps=30, warmup=3, rounds=5),
     # The paper's search space at 224, batch 256 (for a GPU).
     "imagenet": dict(space="paper", input_size=224, width=1.0, batch=256, num_classes=1000,
-                     steps=50, warmup=5),
+                     steps=50, warmup=5, rounds=1),
 }
 
 
@@ -102,12 +99,12 @@ def load_benchmark_table(path: str | None, space):
 def resolve_config(args: argparse.Namespace) -> dict:
     """Preset values overridden by the explicit flags."""
     cfg = dict(PRESETS[args.preset], preset=args.preset)
-    for key in ("batch", "input_size", "width", "steps", "warmup"):
+    for key in ("batch", "input_size", "width", "steps", "warmup", "rounds"):
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
-    if cfg["batch"] < 1 or cfg["steps"] < 1 or cfg["warmup"] < 0:
-        raise BenchConfigError("--batch and --steps must be >= 1 and --warmup >= 0.")
+    if cfg["batch"] < 1 or cfg["steps"] < 1 or cfg["rounds"] < 1 or cfg["warmup"] < 0:
+        raise BenchConfigError("--batch, --steps and --rounds must be >= 1, --warmup >= 0.")
     cfg.update(table=args.table, bf16=bool(args.bf16), loop=args.loop, jit=args.jit)
     make_space(cfg)  # validates the size and width early
     return cfg
@@ -157,154 +154,56 @@ def build_variant(name: str, space, table):
     return model
 
 
-def _device_name(backend: str) -> tuple[str, bool]:
-    """A readable device name and whether it is an accelerator."""
-    if backend == "jax":
-        import jax
-
-        dev = jax.devices()[0]
-        if dev.platform != "cpu":
-            return f"{dev.platform}:{dev.device_kind}", True
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            return f"gpu:{details.get('device_name', gpus[0].name)}", True
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"cpu:{cpu} ({os.cpu_count()} cores visible)", False
-
-
-def _device_peak_bytes(backend: str) -> int | None:
-    """Peak accelerator memory in use, where the backend reports it."""
-    try:
-        if backend == "jax":
-            import jax
-
-            stats = jax.devices()[0].memory_stats()
-            return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-    except (ValueError, RuntimeError, KeyError):
-        return None
-    return None
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _make_step(model, x, y, loop: str, backend: str):
-    """A callable running one train step to completion (returns the loss), and a finaliser."""
-    if loop == "train_on_batch" or backend != "jax":
-        # TF's train_on_batch is one call into the compiled step plus a host copy
-        # of the loss (which also waits for the step to finish).
-        return (lambda: model.train_on_batch(x, y, return_dict=True)["loss"]), (lambda: None)
-    # JAX's train_on_batch reads every variable out and writes it back each call;
-    # keep the state in the loop instead (Keras' own compiled train step).
-    import jax
-
-    model.train_on_batch(x, y)  # builds the optimizer and the compiled step
-    state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
-                                 optimizer_variables=True, metrics_variables=True,
-                                 purge_model_variables=False)
-    box = {"state": state}
-
-    def step():
-        logs, box["state"] = model.train_function(box["state"], iter([(x, y, None)]))
-        return jax.block_until_ready(logs)["loss"]
-
-    def finish():
-        tv, ntv, ov, mv = box["state"]
-        model._jax_state = {"trainable_variables": tv, "non_trainable_variables": ntv,
-                            "optimizer_variables": ov, "metrics_variables": mv}
-        model.jax_state_sync()
-
-    return step, finish
-
-
-def run_worker(variant: str, cfg: dict) -> dict:
-    """Builds, compiles and times one variant in this process."""
-    import keras
+def searchable_layer_params(model, space) -> int:
+    """Trainable parameters inside the searchable layers (variables under ``layerNN``)."""
     import numpy as np
 
-    backend = keras.backend.backend()
-    device, accelerator = _device_name(backend)
-    if cfg["bf16"]:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    space = make_space(cfg)
-    table = load_benchmark_table(cfg["table"], space)
-    rng = np.random.default_rng(0)
-    shape = (cfg["batch"], space.input_size, space.input_size, 3)
-    x = keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
-    labels = rng.integers(0, space.num_classes, cfg["batch"])
-    y = keras.ops.convert_to_tensor(np.eye(space.num_classes, dtype="float32")[labels])
-    base_rss = _rss_mb()
-
-    model = build_variant(variant, space, table)
-    params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    jit = {"auto": backend == "jax" or accelerator, "on": True, "off": False}[cfg["jit"]]
-    model.compile(
-        optimizer=keras.optimizers.RMSprop(LR_PER_256 * cfg["batch"] / 256, **RMSPROP),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                  label_smoothing=LABEL_SMOOTHING),
-        jit_compile=jit,
-    )
-    t0 = time.perf_counter()
-    step, finish = _make_step(model, x, y, cfg["loop"], backend)
-    loss = step()
-    first_s = time.perf_counter() - t0
-    for _ in range(cfg["warmup"]):
-        step()
-    times = []
-    for _ in range(cfg["steps"]):
-        t = time.perf_counter()
-        loss = step()
-        times.append((time.perf_counter() - t) * 1e3)
-    finish()
-    dev_peak = _device_peak_bytes(backend) if accelerator else None
-    times.sort()
-    return {
-        "variant": variant,
-        "params": params,
-        "step_ms": statistics.median(times),
-        "step_ms_p10": times[len(times) // 10],
-        "step_ms_p90": times[(len(times) * 9) // 10],
-        "first_step_s": first_s,
-        "peak_mem_mb": dev_peak / 2**20 if dev_peak is not None else _rss_mb() - base_rss,
-        "peak_mem_kind": "device peak_bytes_in_use" if dev_peak is not None else "host RSS delta",
-        "last_loss": float(np.asarray(loss)),
-        "jit_compile": bool(jit),
-        "backend": backend,
-        "device": device,
-        "accelerator": accelerator,
-        "runtime_loss": bool(table is not None and variant != "fixed"),
-    }
+    searchable = {s.index for s in space.layers() if s.searchable}
+    total = 0
+    for v in model.trainable_variables:
+        m = re.search(r"layer(\d\d)", v.path)
+        if m and int(m.group(1)) in searchable:
+            total += int(np.prod(v.shape))
+    return total
 
 
-def run_variant(variant: str, cfg: dict, timeout_s: float) -> dict:
-    """Runs :func:`run_worker` in a fresh Python process; errors become a record."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, os.path.abspath(__file__), f"--_worker={variant}",
-               f"--_config={json.dumps(cfg)}", f"--_out={out}"]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return {"variant": variant, "error": f"timed out after {timeout_s:.0f} s"}
-        if proc.returncode != 0 or not os.path.exists(out):
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            return {"variant": variant, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
-        with open(out) as f:
-            return json.load(f)
+def run_variants(variants: list[str], cfg: dict, timeout_s: float) -> dict[str, dict]:
+    """Times each variant in its own process; ``cfg["rounds"]`` > 1 interleaves them.
+
+    With rounds, every variant's process stays alive and the timed steps are
+    split into rounds, each variant taking its turn in every round (one at a
+    time), so that a shared machine's changing load hits all variants alike.
+    With one round the processes run one after the other (needed on a GPU,
+    where live processes would share its memory).
+    """
+    from bench.step_worker import Worker
+
+    rounds = max(1, min(cfg["rounds"], cfg["steps"]))
+    per_round = [cfg["steps"] // rounds + (r < cfg["steps"] % rounds) for r in range(rounds)]
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    results: dict[str, dict] = {}
+    if rounds == 1:
+        for v in variants:
+            print(f"[search_cost] {v}: build, compile, time", file=sys.stderr, flush=True)
+            worker = Worker(v, cfg, timeout_s)
+            times[v] = worker.time_steps(per_round[0])
+            results[v] = worker.finish()
+    else:
+        workers = {}
+        for v in variants:
+            print(f"[search_cost] {v}: build and compile", file=sys.stderr, flush=True)
+            workers[v] = Worker(v, cfg, timeout_s)
+        for r, n in enumerate(per_round):
+            print(f"[search_cost] round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+            for v, worker in workers.items():
+                times[v] += worker.time_steps(n)
+        results = {v: w.finish() for v, w in workers.items()}
+    for v, ts in times.items():
+        if ts and "error" not in results[v]:
+            ts = sorted(ts)
+            results[v].update(step_ms=statistics.median(ts), step_ms_min=ts[0],
+                              step_ms_p10=ts[len(ts) // 10], step_ms_p90=ts[(len(ts) * 9) // 10])
+    return results
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -337,6 +236,7 @@ def summarize(results: dict[str, dict], cfg: dict) -> dict:
     return {
         "params": params,
         "step_ms": step_ms,
+        "step_ms_min": get("step_ms_min"),
         "step_ms_p10": get("step_ms_p10"),
         "step_ms_p90": get("step_ms_p90"),
         "first_step_s": get("first_step_s"),
@@ -346,6 +246,15 @@ def summarize(results: dict[str, dict], cfg: dict) -> dict:
         "sp_over_fixed_time": _ratio(step_ms.get("single_path"), step_ms.get("fixed")),
         "mp_over_sp_time": _ratio(step_ms.get("multi_path"), step_ms.get("single_path")),
         "mp_over_sp_params": _ratio(mp, sp),
+        "searchable_layer_params": get("searchable_layer_params"),
+        "mp_over_sp_searchable_layer_params": _ratio(
+            get("searchable_layer_params").get("multi_path"),
+            get("searchable_layer_params").get("single_path")),
+        # Minima resist the load of other processes on a shared machine.
+        "sp_over_fixed_time_min": _ratio(get("step_ms_min").get("single_path"),
+                                         get("step_ms_min").get("fixed")),
+        "mp_over_sp_time_min": _ratio(get("step_ms_min").get("multi_path"),
+                                      get("step_ms_min").get("single_path")),
         "sp_minus_fixed_params": sp - fx if sp is not None and fx is not None else None,
         "expected_sp_minus_fixed_params": expected_threshold_params(space),
         "projection_8_epochs": projection,
@@ -371,28 +280,33 @@ def markdown(report: dict) -> str:
     lines = [
         f"Backend {report['backend']}, {report['device']}, jit_compile={report['jit_compile']}, "
         f"input {cfg['input_size']}, width {cfg['width']}, batch {cfg['batch']}, "
-        f"{cfg['steps']} timed steps after {cfg['warmup']} warm-up, bf16={cfg['bf16']}, "
+        f"{cfg['steps']} timed steps in {cfg['rounds']} round(s) after {cfg['warmup']} warm-up, "
+        f"bf16={cfg['bf16']}, "
         f"loop={cfg['loop']}. Runtime loss: {report['runtime_loss']}. Data: {report['data']}.",
         "",
-        f"| variant | trainable params | step ms (median) | p10-p90 ms | first step s "
+        f"| variant | trainable params | step ms (median) | min ms | p10-p90 ms | first step s "
         f"| peak mem MB ({report['peak_mem_kind']}) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for v in report["params"]:
         if v in report["errors"]:
-            lines.append(f"| {v} | error: {report['errors'][v]} | | | | |")
+            lines.append(f"| {v} | error: {report['errors'][v]} | | | | | |")
             continue
         lines.append(
             f"| {v} | {report['params'][v]:,} | {report['step_ms'][v]:.1f} "
+            f"| {report['step_ms_min'][v]:.1f} "
             f"| {report['step_ms_p10'][v]:.1f}-{report['step_ms_p90'][v]:.1f} "
             f"| {report['first_step_s'][v]:.1f} | {report['peak_mem_mb'][v]:.0f} |"
         )
     diff, want = report["sp_minus_fixed_params"], report["expected_sp_minus_fixed_params"]
     lines += [
         "",
-        f"- single-path / fixed step time: {num(report['sp_over_fixed_time'], '.3f')} (target <= 1.10)",
-        f"- multi-path / single-path step time: {num(report['mp_over_sp_time'], '.2f')} (target >= 2.5)",
-        f"- multi-path / single-path params: {num(report['mp_over_sp_params'], '.2f')} (target >= 2.5)",
+        f"- single-path / fixed step time: {num(report['sp_over_fixed_time'], '.3f')} "
+        f"(ratio of minima {num(report['sp_over_fixed_time_min'], '.3f')}; target <= 1.10)",
+        f"- multi-path / single-path step time: {num(report['mp_over_sp_time'], '.2f')} "
+        f"(ratio of minima {num(report['mp_over_sp_time_min'], '.2f')}; target >= 2.5)",
+        f"- multi-path / single-path params: {num(report['mp_over_sp_params'], '.2f')} (target >= 2.5); "
+        f"searchable layers only: {num(report['mp_over_sp_searchable_layer_params'], '.2f')}",
         f"- single-path - fixed params: {num(diff, 'd')} (expected {want} = 3 per skippable + "
         f"2 per other searchable layer{'' if diff is None else ': ok' if diff == want else ': MISMATCH'})",
     ]
@@ -421,22 +335,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="JAX: 'tight' keeps the state in the loop (TF always uses train_on_batch)")
     parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
                         help="auto: on for JAX and for TF on a GPU, off for TF on a CPU")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per variant")
+    parser.add_argument("--rounds", type=int,
+                        help="split the timed steps into rounds alternating between the variants' "
+                             "live processes (1: one process after the other, as on a GPU)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds to wait for any one answer of a worker (compile included)")
     parser.add_argument("--json", help="write the report here (atomically)")
-    parser.add_argument("--_worker", help=argparse.SUPPRESS)
-    parser.add_argument("--_config", help=argparse.SUPPRESS)
-    parser.add_argument("--_out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    if args._worker:
-        from spnas.fileio import atomic_write_json
-
-        try:
-            result = run_worker(args._worker, json.loads(args._config))
-        except Exception as e:  # e.g. out of memory: reported in the table, not fatal
-            result = {"variant": args._worker, "error": f"{type(e).__name__}: {str(e)[:300]}"}
-        atomic_write_json(args._out, result)
-        return 0
 
     try:
         cfg = resolve_config(args)
@@ -444,10 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         load_benchmark_table(cfg["table"], make_space(cfg))  # fail before any subprocess
     except (BenchConfigError, ValueError, FileNotFoundError) as e:
         parser.error(str(e))
-    results = {}
-    for v in variants:
-        print(f"[search_cost] {v} ...", file=sys.stderr, flush=True)
-        results[v] = run_variant(v, cfg, args.timeout)
+    results = run_variants(variants, cfg, args.timeout)
     report = summarize(results, cfg)
     print(markdown(report))
     if args.json:

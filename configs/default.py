@@ -62,6 +62,7 @@ def get_config(arg=None):
     c.label_smoothing = 0.1
     c.weight_decay = 1e-5
     c.indicator_keep_prob = 0.6
+    c.precise_bn_batches = 20  # recompute BN statistics before the final evaluation
     c.lambda_ = 0.02  # the release's run; runtime loss = lambda * 1e3 * ln(R_ms)
     # Latency-target mode (0 = off): dual ascent on lambda towards target_ms.
     c.target_ms = 0.0

@@ -38,6 +38,7 @@ def get_config(arg=None):
     c.lr_per_256 = 0.016
     c.lambda_ = 0.020
     c.strategy = "tpu"
+    c.precise_bn_batches = 0  # 3,750 steps after the warm-up refresh the BN statistics
     c.checkpoint_every = 1000
     c.log_every = 100
     return c

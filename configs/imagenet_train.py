@@ -34,6 +34,7 @@ def get_config(arg=None):
     c.batch_size = 1024  # lr follows: 0.016 * 1024 / 256 = 0.064
     c.eval_batch_size = 1000  # 50 full batches of the 50,000 validation images
     c.epochs = PAPER_EPOCHS  # warm-up follows: 5 epochs
+    c.bn_recalibration_batches = 0  # the paper's recipe: the moving statistics as trained
     c.strategy = "tpu"
     c.jit_compile = True  # TPUs always compile with XLA
     c.checkpoint_every = 2500  # steps (~2 epochs); a pre-empted run loses at most this

@@ -64,6 +64,10 @@ def get_config(arg=None):
     c.ema_decay = 0.9999
     c.label_smoothing = 0.1
     c.weight_decay = 1e-5
+    # Not in the paper: recompute BN statistics for the EMA weights over this many
+    # training batches before evaluating/exporting (spnas/train/precise_bn.py). A
+    # run of a few hundred steps needs it; the 350-epoch ImageNet run does not (0).
+    c.bn_recalibration_batches = 10
     # Execution.
     c.strategy = "auto"  # auto | cpu | mirrored | multiworker | tpu
     c.tpu = ""

@@ -11,16 +11,17 @@ CPU:
   input ``(1, hw, hw, in_ch)`` -> :func:`spnas.models.blocks.mbconv` with that
   kernel/expansion and the layer's stride and residual, converted to a float
   TFLite model and timed with the LiteRT interpreter (``repeats`` timed
-  ``invoke()`` calls after ``warmup``; the table holds their median, or their
-  10th percentile with ``statistic="p10"``);
+  ``invoke()`` calls after ``warmup``; the table holds their median, their
+  10th percentile (``statistic="p10"``) or their minimum (``"min"``));
 * the constant is the sum of the same statistic over the fixed parts, each
   timed as its own TFLite model the same way: the stem (conv 3x3 + BN + ReLU),
   every non-searchable MBConv layer (the paper's fixed first and last layers),
   and the head (conv 1x1 + BN + ReLU + pool + FC to ``space.num_classes``).
   Timing them separately, like the searchable layers, keeps the table additive:
-  the prediction of a network is one sum of per-model times. (Each model pays
-  one ``invoke()`` overhead, about 1.4 us here; on the embedded space the sum
-  still matched whole-network p10 times within 2.6 % RMSE.)
+  the prediction of a network is one sum of per-model times. Each model pays
+  the fixed cost of one ``invoke()``, a network pays it once:
+  ``subtract_overhead`` times a probe model that does next to no work and
+  takes its time off every entry but the stem (see :func:`table_from_profile`).
 
 All models are converted first and then timed *interleaved*: the repeats are
 split into rounds of :data:`CHUNK` invokes and each round visits every model, so
@@ -29,16 +30,27 @@ biasing some of them. The settings, per-entry spread ``(p90-p10)/median``, the
 constant's parts, the layer shapes (checked by
 :meth:`LatencyTable.validate_for`) and the host's load average are recorded in
 the table's ``extra`` fields.
+
+Two knobs make host tables more repeatable on a shared machine: ``affinity``
+pins the timing thread (and the interpreter's threads, created after it) to
+chosen CPUs with ``os.sched_setaffinity``, and ``clock="thread"`` times each
+invoke by the CPU time of the calling thread (``time.thread_time_ns``) instead
+of wall time, so time the thread spends descheduled by other processes is not
+counted (single-threaded interpreters only: worker threads' time would be
+missed). With ``target`` (an :class:`spnas.latency.adb.AdbTarget`) the same
+models are timed on an Android device by ``benchmark_model`` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -65,12 +77,35 @@ CONVERSION = "graph"
 # per-layer medians underestimates a whole network's median: on the embedded
 # space with the 2-core host at load ~4, the additive prediction had 6.2 % RMSE
 # (-5.3 % bias) against 20 measured networks with medians, 2.6 % (-0.8 %) with
-# p10. ``p10`` approximates what an idle machine's median would be.
-STATISTICS = ("median", "p10")
+# p10. ``p10`` approximates what an idle machine's median would be. ``min`` is
+# the most repeatable on this host: contention from other jobs (shared caches,
+# memory bandwidth, the hypervisor) slows whole stretches of invokes, which
+# moves even p10 by several percent between runs, while the fastest of many
+# invokes stays within ~1 % (two profiles of the embedded space: median entry
+# difference 1.2 % with min, 3.0 % with p10, 12.8 % with median).
+STATISTICS = ("median", "p10", "min")
+# An entry never drops below this share of its raw value when the invoke
+# overhead is taken off (a layer always does some work of its own).
+MIN_AFTER_OVERHEAD = 0.05
+# How one invoke is timed on the host: wall time (time.perf_counter), or the
+# CPU time of the invoking thread, which leaves out time spent descheduled.
+CLOCKS = ("wall", "thread")
 
 
 class ProfileError(RuntimeError):
     """Profiling could not produce a trustworthy table."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HostStats(LatencyStats):
+    """:class:`LatencyStats` plus the fastest invoke (the ``min`` statistic)."""
+
+    min_ms: float = math.nan
+
+    @classmethod
+    def from_samples(cls, samples_ms, threads: int) -> HostStats:
+        base = LatencyStats.from_samples(samples_ms, threads)
+        return cls(**dataclasses.asdict(base), min_ms=float(np.min(samples_ms)))
 
 
 # ----------------------------------------------------------------------------- models
@@ -118,6 +153,20 @@ def fixed_part_models(space: SearchSpace) -> dict[str, object]:
         inp, head(inp, space.head_filters, space.num_classes, space.dropout), name="head"
     )
     return parts
+
+
+def overhead_probe_model():
+    """A model with next to no work: its time is the fixed cost of one invoke.
+
+    Every separately timed model of a table pays this cost once, a whole
+    network only once in all; :func:`table_from_profile` can subtract it
+    (``subtract_overhead``). One 1x1 convolution of 8 channels on a 1x1 input
+    goes through the same runtime path (one delegated graph) as a layer.
+    """
+    import keras
+
+    inp = keras.Input((1, 1, 8), batch_size=1)
+    return keras.Model(inp, keras.layers.Conv2D(8, 1, name="probe")(inp), name="overhead_probe")
 
 
 def network_model(space: SearchSpace, choices: Sequence[str]):
@@ -179,6 +228,83 @@ def resolve_space(spec: str) -> SearchSpace:
 # ----------------------------------------------------------------------------- timing
 
 
+def parse_cpus(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``"0,2-3"`` -> ``(0, 2, 3)``; None or ``""`` -> None.
+
+    Raises:
+      ValueError: a malformed list.
+    """
+    if spec is None or spec == "":
+        return None
+    if not isinstance(spec, str):
+        cpus = tuple(int(c) for c in spec)
+    else:
+        cpus_list: list[int] = []
+        for part in spec.split(","):
+            part = part.strip()
+            try:
+                if "-" in part:
+                    lo, hi = (int(x) for x in part.split("-", 1))
+                    if hi < lo:
+                        raise ValueError
+                    cpus_list.extend(range(lo, hi + 1))
+                else:
+                    cpus_list.append(int(part))
+            except ValueError:
+                raise ValueError(
+                    f"Malformed CPU list {spec!r}; expected ids and ranges like '0' or '0,2-3'."
+                ) from None
+        cpus = tuple(cpus_list)
+    if not cpus or any(c < 0 for c in cpus):
+        raise ValueError(f"Malformed CPU list {spec!r}; expected ids >= 0.")
+    return tuple(sorted(set(cpus)))
+
+
+@contextlib.contextmanager
+def cpu_affinity(cpus: Sequence[int] | None) -> Iterator[None]:
+    """Pins the calling thread to ``cpus`` for the block (None: no change).
+
+    Threads created inside the block (the interpreter's workers) inherit the
+    mask; the previous mask is restored afterwards.
+
+    Raises:
+      ValueError: CPUs this process may not use, or no affinity support.
+    """
+    if not cpus:
+        yield
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError("CPU affinity needs os.sched_setaffinity (Linux); drop --affinity.")
+    allowed = os.sched_getaffinity(0)
+    bad = sorted(set(cpus) - allowed)
+    if bad:
+        raise ValueError(f"CPUs {bad} are not available to this process (allowed: {sorted(allowed)}).")
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def check_clock(clock: str, threads: int) -> None:
+    """Raises ValueError for an unknown clock, or ``thread`` with several threads."""
+    if clock not in CLOCKS:
+        raise ValueError(f"Unknown clock {clock!r}; expected one of {CLOCKS}.")
+    if clock == "thread" and threads != 1:
+        raise ValueError(
+            f"clock='thread' times only the calling thread; it needs threads=1, got {threads}."
+        )
+
+
+def _thread_time_invokes(interp, count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        start = time.thread_time_ns()
+        interp.invoke()
+        out.append((time.thread_time_ns() - start) * 1e-6)
+    return out
+
+
 def _split_repeats(repeats: int, chunk: int = CHUNK) -> list[int]:
     rounds = max(1, -(-repeats // chunk))
     base, extra = divmod(repeats, rounds)
@@ -192,8 +318,9 @@ def time_interleaved(
     repeats: int = 100,
     chunk: int = CHUNK,
     progress=None,
-) -> list[LatencyStats]:
-    """Times several models interleaved; one :class:`LatencyStats` per model.
+    clock: str = "wall",
+) -> list[HostStats]:
+    """Times several models interleaved; one :class:`HostStats` per model.
 
     Every model is warmed up, then its ``repeats`` timed invokes are split into
     rounds of about ``chunk`` invokes; each round visits every model once (in a
@@ -207,19 +334,22 @@ def time_interleaved(
       threads, warmup, repeats: as for :func:`spnas.export.litert.measure_latency`.
       chunk: timed invokes per visit of a model.
       progress: optional tqdm bar, advanced by one per round.
+      clock: ``wall`` or ``thread`` (see :data:`CLOCKS`).
     """
+    check_clock(clock, threads)
+    timer = time_invokes if clock == "wall" else _thread_time_invokes
     interps = [prepare_for_timing(fb, threads=threads) for fb in flatbuffers]
     for interp in interps:
-        time_invokes(interp, warmup)
+        timer(interp, warmup)
     samples: list[list[float]] = [[] for _ in interps]
     for r, count in enumerate(_split_repeats(repeats, chunk)):
         for j in range(len(interps)):
             i = (j + r) % len(interps)
-            time_invokes(interps[i], CHUNK_WARMUP)
-            samples[i].extend(time_invokes(interps[i], count))
+            timer(interps[i], CHUNK_WARMUP)
+            samples[i].extend(timer(interps[i], count))
         if progress is not None:
             progress.update(1)
-    return [LatencyStats.from_samples(s, threads) for s in samples]
+    return [HostStats.from_samples(s, threads) for s in samples]
 
 
 def measure_network(
@@ -265,23 +395,49 @@ class Profile:
 
     Attributes:
       space: the profiled search space.
-      layers: per searchable layer index, per candidate, the timing stats.
+      layers: per searchable layer index, per candidate, the timing stats
+        (:class:`LatencyStats` on the host, :class:`~spnas.latency.adb.BenchmarkStats`
+        on a device).
       parts: the fixed parts (``stem``, ``layer_<i>``, ``head``) and their stats.
-      delegate: whether LiteRT's default delegate (XNNPACK) ran the models.
+      delegate: whether LiteRT's default delegate (XNNPACK) ran the models
+        (None: not known, e.g. on a device).
       threads, warmup, repeats: the measurement settings.
       seconds: wall time of the whole run (conversion included).
       load_average: the host's 1-minute load average before and after.
+      target: ``{"target": "host"}`` or the device's description
+        (:meth:`~spnas.latency.adb.AdbTarget.describe`).
+      clock: how host invokes were timed (see :data:`CLOCKS`).
+      affinity: the host CPUs the timing ran on (None: not pinned).
+      overhead: stats of :func:`overhead_probe_model`, timed with the rest.
     """
 
     space: SearchSpace
-    layers: dict[int, dict[str, LatencyStats]]
-    parts: dict[str, LatencyStats]
-    delegate: bool
+    layers: dict[int, dict[str, object]]
+    parts: dict[str, object]
+    delegate: bool | None
     threads: int
     warmup: int
     repeats: int
     seconds: float
     load_average: tuple[float | None, float | None] = (None, None)
+    target: dict = dataclasses.field(default_factory=lambda: {"target": "host"})
+    clock: str = "wall"
+    affinity: tuple[int, ...] | None = None
+    overhead: object | None = None
+
+    @property
+    def on_device(self) -> bool:
+        return self.target.get("target") == "adb"
+
+
+def check_statistic(statistic: str, on_device: bool) -> None:
+    """Raises ValueError unless ``statistic`` is one the host (or a device) reports."""
+    from spnas.latency.adb import ADB_STATISTICS
+
+    allowed = ADB_STATISTICS if on_device else STATISTICS
+    if statistic not in allowed:
+        where = "benchmark_model on a device" if on_device else "the host profiler"
+        raise ValueError(f"Unknown statistic {statistic!r} for {where}; expected one of {allowed}.")
 
 
 def profile_space(
@@ -292,13 +448,16 @@ def profile_space(
     repeats: int = 100,
     progress: bool = True,
     max_spread: float | None = None,
+    target=None,
+    affinity: Sequence[int] | None = None,
+    clock: str = "wall",
 ) -> Profile:
     """Converts and times every candidate of every searchable layer and the fixed parts.
 
     All models are converted first, then timed together by
-    :func:`time_interleaved`, so each entry's samples are spread over the whole
-    timing window and a change of load on the host scales all entries alike.
-    See :func:`profile_table` for the arguments.
+    :func:`time_interleaved` (or by ``target.measure`` on a device), so each
+    entry's samples are spread over the whole timing window and a change of
+    load scales all entries alike. See :func:`profile_table` for the arguments.
     """
     from tqdm import tqdm
 
@@ -308,44 +467,64 @@ def profile_space(
         )
     if max_spread is not None and max_spread <= 0:
         raise ValueError(f"max_spread must be positive, got {max_spread}.")
+    if target is None:
+        check_clock(clock, threads)
+    affinity = tuple(affinity) if affinity else None
     start = time.perf_counter()
     load_before = _load_average()
+    if target is not None:
+        target.connect()  # a missing device fails now, not after converting
     searchable = [layer for layer in space.layers() if layer.searchable]
     builders = [(("part", name), model) for name, model in fixed_part_models(space).items()]
     labels = [label for label, _ in builders]
     labels += [(layer.index, c) for layer in searchable for c in CANDIDATES]
+    labels.append(("probe", "overhead"))
     fbs = []
     with tqdm(total=len(labels), disable=not progress, desc="converting", unit="model") as bar:
         for _label, model in builders:
             fbs.append(convert_float(model, method=CONVERSION))
             bar.update(1)
         by_index = {layer.index: layer for layer in searchable}
-        for index, choice in labels[len(builders):]:
+        for index, choice in labels[len(builders):-1]:
             fbs.append(convert_float(layer_model(by_index[index], choice), method=CONVERSION))
             bar.update(1)
-    rounds = len(_split_repeats(repeats))
+        fbs.append(convert_float(overhead_probe_model(), method=CONVERSION))
+        bar.update(1)
+
+    def measure(models, bar=None):
+        if target is not None:
+            return target.measure(models, threads=threads, warmup=warmup, repeats=repeats,
+                                  progress=bar)
+        with cpu_affinity(affinity):
+            return time_interleaved(models, threads, warmup, repeats, progress=bar, clock=clock)
+
+    rounds = target.rounds if target is not None else len(_split_repeats(repeats))
     with tqdm(total=rounds, disable=not progress, desc="timing", unit="round") as bar:
-        stats = time_interleaved(fbs, threads, warmup, repeats, progress=bar)
+        stats = measure(fbs, bar)
+    # The probe's spread is no reason to fail: its few microseconds are all noise.
+    checked = len(stats) - 1
     for _ in range(MAX_RETRIES if max_spread is not None else 0):
-        noisy = [i for i, s in enumerate(stats) if s.spread > max_spread]
+        noisy = [i for i, s in enumerate(stats[:checked]) if s.spread > max_spread]
         if not noisy:
             break
-        again = time_interleaved([fbs[i] for i in noisy], threads, warmup, repeats)
+        again = measure([fbs[i] for i in noisy])
         for i, s in zip(noisy, again):
             stats[i] = s if s.spread < stats[i].spread else stats[i]
     if max_spread is not None:
-        for label, s in zip(labels, stats):
+        spread_name = "std/avg" if target is not None else "(p90-p10)/median"
+        for label, s in zip(labels[:checked], stats[:checked]):
             if s.spread > max_spread:
                 where = f"fixed part {label[1]}" if label[0] == "part" else \
                     f"layer {label[0]} {label[1]}"
                 raise ProfileError(
-                    f"{where}: spread (p90-p10)/median is {s.spread:.2f} after "
-                    f"{MAX_RETRIES + 1} measurements, above max_spread={max_spread}. The host is "
-                    "too busy for a stable table; profile on an idle machine or raise --repeats."
+                    f"{where}: spread {spread_name} is {s.spread:.2f} after "
+                    f"{MAX_RETRIES + 1} measurements, above max_spread={max_spread}. The "
+                    f"{'device' if target is not None else 'host'} is too busy for a stable "
+                    "table; profile on an idle machine or raise --repeats."
                 )
-    layers: dict[int, dict[str, LatencyStats]] = {layer.index: {} for layer in searchable}
-    parts: dict[str, LatencyStats] = {}
-    for (key, name), s in zip(labels, stats):
+    layers: dict[int, dict[str, object]] = {layer.index: {} for layer in searchable}
+    parts: dict[str, object] = {}
+    for (key, name), s in zip(labels[:checked], stats[:checked]):
         if key == "part":
             parts[name] = s
         else:
@@ -354,12 +533,16 @@ def profile_space(
         space=space,
         layers=layers,
         parts=parts,
-        delegate=delegated(fbs[0], threads),
+        delegate=delegated(fbs[0], threads) if target is None else None,
         threads=threads,
         warmup=warmup,
         repeats=repeats,
         seconds=time.perf_counter() - start,
         load_average=(load_before, _load_average()),
+        target=target.describe() if target is not None else {"target": "host"},
+        clock=clock if target is None else "device",
+        affinity=affinity,
+        overhead=stats[-1],
     )
 
 
@@ -370,63 +553,121 @@ def _load_average() -> float | None:
         return None
 
 
-def _value(stats: LatencyStats, statistic: str) -> float:
-    return stats.median_ms if statistic == "median" else stats.p10_ms
+def statistic_value(stats, statistic: str) -> float:
+    """``stats.<statistic>_ms``: one of a LatencyStats' or a BenchmarkStats' values."""
+    return float(getattr(stats, f"{statistic}_ms"))
+
+
+def _spread(stats) -> float | None:
+    # benchmark_model's summary-only output has no spread; JSON has no NaN.
+    return round(float(stats.spread), 4) if math.isfinite(stats.spread) else None
+
+
+def statistic_of(table: LatencyTable) -> str | None:
+    """The statistic a profiled table holds (``median``, ``p10``, ``avg``, ``min``), if recorded."""
+    text = table.extra.get("statistic")
+    if not isinstance(text, str) or not text.split():
+        return None
+    return text.split()[0]
 
 
 def table_from_profile(
-    profile: Profile, statistic: str = "median", device: str = "this host"
+    profile: Profile,
+    statistic: str = "median",
+    device: str = "this host",
+    subtract_overhead: bool = False,
 ) -> LatencyTable:
     """The latency table of a profiling run.
 
     Args:
       profile: the raw timings.
-      statistic: ``median`` or ``p10`` of the timed invokes (see
-        :data:`STATISTICS`).
+      statistic: ``median``, ``p10`` or ``min`` of the timed invokes on the
+        host (see :data:`STATISTICS`); ``avg`` or ``min`` of benchmark_model's
+        timed runs on a device.
       device: the device name recorded in the table.
+      subtract_overhead: take the fixed cost of one invoke (the
+        :func:`overhead_probe_model`'s time, same statistic) off every entry
+        and fixed part but the stem, which keeps it for the whole network: a
+        network pays it once, the sum of separately timed models once per
+        model. Without it the table over-predicts by ~(models - 1) x overhead
+        (about 2.4 us per model on the 2-core host: +7 to +13 % on the
+        0.3 ms embedded networks). An entry is kept at no less than
+        :data:`MIN_AFTER_OVERHEAD` of its raw value.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"Unknown statistic {statistic!r}; expected one of {STATISTICS}.")
+    check_statistic(statistic, profile.on_device)
     space = profile.space
-    entries = {i: {c: _value(s, statistic) for c, s in row.items()}
+    overhead = statistic_value(profile.overhead, statistic) if profile.overhead else None
+    if subtract_overhead and overhead is None:
+        raise ValueError("This profile has no overhead probe to subtract.")
+
+    def net(value: float) -> float:
+        if not subtract_overhead:
+            return value
+        return max(value - overhead, MIN_AFTER_OVERHEAD * value)
+
+    entries = {i: {c: net(statistic_value(s, statistic)) for c, s in row.items()}
                for i, row in profile.layers.items()}
-    spread = {str(i): {c: round(s.spread, 4) for c, s in row.items()}
+    spread = {str(i): {c: _spread(s) for c, s in row.items()}
               for i, row in profile.layers.items()}
-    spread["constant"] = {n: round(s.spread, 4) for n, s in profile.parts.items()}
+    spread["constant"] = {n: _spread(s) for n, s in profile.parts.items()}
     shapes = {
         str(layer.index): {"in": layer.in_ch, "out": layer.out_ch, "stride": layer.stride,
                            "hw": layer.input_hw}
         for layer in space.layers() if layer.searchable
     }
-    constant_parts = {n: _value(s, statistic) for n, s in profile.parts.items()}
-    all_spreads = [v for row in spread.values() for v in row.values()]
+    constant_parts = {n: statistic_value(s, statistic) if n == "stem" else
+                      net(statistic_value(s, statistic)) for n, s in profile.parts.items()}
+    all_spreads = [v for row in spread.values() for v in row.values() if v is not None]
+    if profile.on_device:
+        runtime, version = "TFLite benchmark_model", "unknown (user-supplied binary)"
+        source = "spnas-latency profile --target=adb (one-layer float TFLite models, " \
+                 "benchmark_model on the device)"
+        stat_text = f"{statistic} of benchmark_model timed runs (us, converted to ms), batch 1"
+        delegate = "benchmark_model defaults" + (
+            f" with {' '.join(profile.target.get('benchmark_args') or [])}"
+            if profile.target.get("benchmark_args") else "")
+        host = profile.target
+    else:
+        runtime, version = "LiteRT", litert_version()
+        source = "spnas-latency profile (one-layer float TFLite models timed with LiteRT)"
+        clock_text = ("wall time (time.perf_counter)" if profile.clock == "wall"
+                      else "thread CPU time (time.thread_time_ns)")
+        stat_text = f"{statistic} of invoke() {clock_text}, batch 1"
+        delegate = "XNNPACK (LiteRT default)" if profile.delegate else "none (built-in kernels)"
+        host = host_description()
+    extra = {
+        "target": profile.target.get("target", "host"),
+        "threads": profile.threads,
+        "warmup": profile.warmup,
+        "repeats": profile.repeats,
+        "rounds": profile.target.get("rounds") if profile.on_device
+        else len(_split_repeats(profile.repeats)),
+        "statistic": stat_text,
+        "clock": profile.clock,
+        "affinity": list(profile.affinity) if profile.affinity else None,
+        "delegate": delegate,
+        "converter": f"TensorFlow {_tf_version()} TFLiteConverter, float32",
+        "host": host,
+        "profile_seconds": round(profile.seconds, 1),
+        "load_average": list(profile.load_average),
+        "constant_parts_ms": constant_parts,
+        "invoke_overhead_ms": overhead,
+        "overhead_subtracted": bool(subtract_overhead),
+        "layer_shapes": shapes,
+        "spread": spread,
+        "max_spread": float(np.max(all_spreads)) if all_spreads else None,
+        "space": space.to_dict(),
+    }
     return LatencyTable(
         device=device,
         input_size=space.input_size,
         constant_ms=float(sum(constant_parts.values())),
         layers=entries,
-        runtime="LiteRT",
-        runtime_version=litert_version(),
+        runtime=runtime,
+        runtime_version=version,
         date=datetime.date.today().isoformat(),
-        source="spnas-latency profile (one-layer float TFLite models timed with LiteRT)",
-        extra={
-            "threads": profile.threads,
-            "warmup": profile.warmup,
-            "repeats": profile.repeats,
-            "rounds": len(_split_repeats(profile.repeats)),
-            "statistic": f"{statistic} of invoke() wall time (time.perf_counter), batch 1",
-            "delegate": "XNNPACK (LiteRT default)" if profile.delegate
-            else "none (built-in kernels)",
-            "converter": f"TensorFlow {_tf_version()} TFLiteConverter, float32",
-            "host": host_description(),
-            "profile_seconds": round(profile.seconds, 1),
-            "load_average": list(profile.load_average),
-            "constant_parts_ms": constant_parts,
-            "layer_shapes": shapes,
-            "spread": spread,
-            "max_spread": float(np.max(all_spreads)),
-            "space": space.to_dict(),
-        },
+        source=source,
+        extra=extra,
     )
 
 
@@ -440,20 +681,31 @@ def profile_table(
     progress: bool = True,
     max_spread: float | None = None,
     statistic: str = "median",
+    target=None,
+    affinity: Sequence[int] | None = None,
+    clock: str = "wall",
+    subtract_overhead: bool = False,
 ) -> LatencyTable:
     """Profiles every candidate of every searchable layer of ``space``.
 
     Args:
       space: the search space.
-      threads: LiteRT interpreter threads.
+      threads: interpreter threads (``--num_threads`` on a device).
       warmup: untimed invokes per model.
       repeats: timed invokes per model.
       device: the device name recorded in the table.
       progress: show a tqdm progress bar (one step per converted model).
-      max_spread: if given, a group whose (p90-p10)/median exceeds it is
-        re-measured (up to ``MAX_RETRIES`` times), then profiling fails.
-      statistic: the table value per model, ``median`` (as the paper) or
-        ``p10`` (robust on a shared, loaded host; see :data:`STATISTICS`).
+      max_spread: if given, a model whose spread (host: (p90-p10)/median,
+        device: std/avg) exceeds it is re-measured (up to ``MAX_RETRIES``
+        times), then profiling fails.
+      statistic: the table value per model; host: ``median`` (as the
+        paper), ``p10`` or ``min`` (robust on a shared, loaded host; see
+        :data:`STATISTICS`); device: ``avg`` or ``min``.
+      target: None for this host, or an :class:`spnas.latency.adb.AdbTarget`.
+      affinity: host CPUs to pin the timing to (see :func:`cpu_affinity`).
+      clock: host timing clock, ``wall`` or ``thread`` (see :data:`CLOCKS`).
+      subtract_overhead: take the per-invoke overhead off the entries (see
+        :func:`table_from_profile`).
 
     Returns:
       A :class:`LatencyTable` in ms; the per-entry spread, layer shapes, the
@@ -462,11 +714,13 @@ def profile_table(
       interrupted run leaves no partial table.
 
     Raises:
-      ValueError: bad counts or statistic.
+      ValueError: bad counts, statistic, clock or CPUs.
       ProfileError: a layer stays noisier than ``max_spread``.
+      spnas.latency.adb.AdbError: the device cannot be reached or timed.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"Unknown statistic {statistic!r}; expected one of {STATISTICS}.")
+    check_statistic(statistic, target is not None)
     profile = profile_space(space, threads=threads, warmup=warmup, repeats=repeats,
-                            progress=progress, max_spread=max_spread)
-    return table_from_profile(profile, statistic=statistic, device=device)
+                            progress=progress, max_spread=max_spread, target=target,
+                            affinity=affinity, clock=clock)
+    return table_from_profile(profile, statistic=statistic, device=device,
+                              subtract_overhead=subtract_overhead)

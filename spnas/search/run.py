@@ -16,7 +16,7 @@ import keras
 import ml_collections
 
 from spnas.fileio import atomic_write_json, check_writable_dir
-from spnas.latency.runtime_model import layer_runtime_paper, latency_range_ms
+from spnas.latency.runtime_model import latency_range_ms, layer_runtime_paper
 from spnas.latency.table import LatencyTable, load_table
 from spnas.search import report
 from spnas.search.callbacks import SearchLogger, SearchSchedule, kernel_channel_std
@@ -24,6 +24,7 @@ from spnas.search.decode import make_arch, write_arch
 from spnas.search.space import SearchSpace
 from spnas.search.supernet import build_supernet
 from spnas.train.optim import MnasRMSprop, ema_weights
+from spnas.train.precise_bn import recalibrate_batch_norm
 from spnas.train.runner import TqdmProgress, run_fit, steps_for
 from spnas.train.schedule import MnasNetSchedule
 
@@ -154,6 +155,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     choices = model.choices()
     with ema_weights(model):
+        # Indicator dropout during the warm-up leaves BN moving statistics that a
+        # short search never washes out (0.99 momentum); recompute them for the
+        # evaluated weights (see spnas/train/precise_bn.py).
+        if config.precise_bn_batches > 0:
+            recalibrate_batch_norm(model, train_ds, config.precise_bn_batches)
         val = model.evaluate(val_ds, verbose=0, return_dict=True)
     arch = make_arch(
         space,

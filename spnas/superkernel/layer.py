@@ -80,22 +80,27 @@ class SuperkernelDepthwiseConv(keras.layers.Layer):
             shape=(KERNEL_SIZE, KERNEL_SIZE, channels, 1),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
+            # Under a mixed-precision policy the decisions (norms vs thresholds) stay
+            # in the variables' float32 and only the final kernel is cast to the
+            # compute dtype in call(); no effect under float32.
+            autocast=False,
         )
         init = keras.initializers.Constant(self.threshold_init)
         self.t5x5 = self.add_weight(name="t5x5", shape=(), initializer=init,
-                                    regularizer=self.kernel_regularizer)
+                                    regularizer=self.kernel_regularizer, autocast=False)
         self.t100c = self.add_weight(name="t100c", shape=(), initializer=init,
-                                     regularizer=self.kernel_regularizer)
+                                     regularizer=self.kernel_regularizer, autocast=False)
         self.t50c = (
             self.add_weight(name="t50c", shape=(), initializer=init,
-                            regularizer=self.kernel_regularizer)
+                            regularizer=self.kernel_regularizer, autocast=False)
             if self.allow_skip
             else None
         )
         # Scheduled by the search (0.6 during warm-up, then 1.0): a variable, not a
         # Python float, so a compiled train step sees the new value.
         self.keep_prob = self.add_weight(
-            name="indicator_keep_prob", shape=(), initializer="ones", trainable=False
+            name="indicator_keep_prob", shape=(), initializer="ones", trainable=False,
+            autocast=False,
         )
         self._mask = {k: ops.convert_to_tensor(v) for k, v in _masks(channels).items()}
 

@@ -1,0 +1,284 @@
+"""Validating a latency table against measured whole networks (paper Fig. 7).
+
+The paper checks its runtime model by generating 100 random ConvNets of the
+search space, measuring them on the Pixel 1 and comparing with the prediction:
+RMSE 1.32 ms, "an average 1.76 % prediction error" (Stamoulis et al., 2019,
+Sec. 4, Fig. 7). :func:`validate` does the same for any table we profile:
+
+* ``n`` architectures are drawn uniformly per searchable layer (each
+  candidate, and skip where the layer may be skipped; seeded, see
+  :func:`spnas.search.random_search.sample_choices`);
+* each is built as a plain network from the same blocks the table profiled
+  (:func:`spnas.latency.profile.network_model`), converted to float TFLite and
+  timed end to end on the table's target with the table's statistic, timing
+  and thread settings: on the host all networks are timed interleaved
+  (:func:`spnas.latency.profile.time_interleaved`), on a device by
+  ``benchmark_model`` over adb;
+* both runtime models are scored: ``paper`` (Eq. 11-12, which approximates
+  k3e3 from the other three entries) and ``exact`` (the table entry of each
+  chosen candidate). Percent errors are relative to the measured latency.
+
+The report has RMSE (ms), mean absolute percent error, the share of networks
+within 5 % and 10 %, the bias, and the RMSE as a percent of the mean measured
+latency (the form of the paper's 1.76 %), and every network's choices,
+predictions and measurement.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from spnas.fileio import atomic_write_bytes, atomic_write_json
+from spnas.latency import runtime_model
+from spnas.latency.table import LatencyTable
+from spnas.search.space import SearchSpace
+
+REPORT_FORMAT = "spnas.latency_validation/1"
+
+
+def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """Prediction errors; percents are relative to ``measured`` and given as percents.
+
+    Returns:
+      ``rmse_ms``, ``mape`` (mean absolute % error), ``within5``/``within10``
+      (% of networks with |error| <= 5 / 10 %), ``bias_pct`` (mean signed %
+      error), ``max_abs_pct`` and ``rmse_pct_of_mean`` (RMSE / mean measured).
+    """
+    p = np.asarray(predicted, dtype=np.float64)
+    m = np.asarray(measured, dtype=np.float64)
+    if p.shape != m.shape or p.size == 0:
+        raise ValueError(f"Need equally many predictions and measurements, got {p.size}, {m.size}.")
+    if np.any(m <= 0):
+        raise ValueError("Measured latencies must be positive.")
+    rel = (p - m) / m
+    rmse = float(np.sqrt(np.mean((p - m) ** 2)))
+    return {
+        "rmse_ms": rmse,
+        "mape": float(np.mean(np.abs(rel)) * 100),
+        "within5": float(np.mean(np.abs(rel) <= 0.05) * 100),
+        "within10": float(np.mean(np.abs(rel) <= 0.10) * 100),
+        "bias_pct": float(np.mean(rel) * 100),
+        "max_abs_pct": float(np.max(np.abs(rel)) * 100),
+        "rmse_pct_of_mean": float(rmse / np.mean(m) * 100),
+    }
+
+
+def _table_settings(table: LatencyTable, target, statistic: str | None) -> str:
+    """The statistic to measure with; checks the table was profiled on this kind of target."""
+    from spnas.latency.profile import statistic_of
+
+    where = "adb" if target is not None else "host"
+    profiled = table.extra.get("target", "host" if table.runtime == "LiteRT" else None)
+    if profiled is not None and profiled != where:
+        raise ValueError(
+            f"Table {table.path or table.device!r} was profiled on target {profiled!r}; validate "
+            f"it on the same target (--target={profiled}), not {where!r}."
+        )
+    statistic = statistic or statistic_of(table)
+    if statistic is None:
+        raise ValueError(
+            f"Table {table.path or table.device!r} records no statistic (an imported table?); "
+            "pass --statistic, or validate a table made by spnas-latency profile."
+        )
+    return statistic
+
+
+def validate(
+    table: LatencyTable,
+    space: SearchSpace,
+    *,
+    n: int = 100,
+    seed: int = 0,
+    threads: int | None = None,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    statistic: str | None = None,
+    target=None,
+    affinity: Sequence[int] | None = None,
+    clock: str | None = None,
+    strict: bool = True,
+    progress: bool = True,
+    cache_dir: str | None = None,
+) -> dict:
+    """Measures ``n`` random networks of ``space`` and scores the table's predictions.
+
+    Settings left None are taken from the table (what it was profiled with).
+
+    Args:
+      table: the latency table (checked against ``space``).
+      space: the search space the table was profiled for.
+      n: number of random networks.
+      seed: seed of the architecture sampling.
+      threads, warmup, repeats: measurement settings (interpreter or
+        ``--num_threads``; untimed and timed invokes per network).
+      statistic: ``median``/``p10`` (host) or ``avg``/``min`` (device).
+      target: None for this host, or an :class:`spnas.latency.adb.AdbTarget`.
+      affinity: host CPUs to pin the timing to.
+      clock: host timing clock (``wall`` or ``thread``).
+      strict: check the table's input size and layer shapes against ``space``.
+      progress: show progress bars.
+      cache_dir: keep the converted networks there, named by a hash of the
+        space, the choices and the TensorFlow version (conversion dominates
+        the run time on a small host; a rerun with another table reuses them).
+
+    Returns:
+      The report (see the module docstring); nothing is written.
+
+    Raises:
+      ValueError: bad settings, or a table of another target/space.
+    """
+    from tqdm import tqdm
+
+    from spnas.export.tflite import convert_float
+    from spnas.latency.profile import (
+        CONVERSION,
+        _load_average,
+        _split_repeats,
+        check_statistic,
+        cpu_affinity,
+        host_description,
+        network_model,
+        statistic_value,
+        time_interleaved,
+    )
+    from spnas.search.random_search import sample_choices
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}.")
+    table.validate_for(space, strict=strict)
+    statistic = _table_settings(table, target, statistic)
+    extra = table.extra
+    threads = int(threads or extra.get("threads", 1))
+    warmup = int(warmup if warmup is not None else extra.get("warmup", 20))
+    repeats = int(repeats or extra.get("repeats", 100))
+    clock = clock or extra.get("clock", "wall")
+    if target is None and clock not in ("wall", "thread"):
+        raise ValueError(f"Unknown clock {clock!r}; expected 'wall' or 'thread'.")
+    check_statistic(statistic, target is not None)
+    start = time.perf_counter()
+    load_before = _load_average()
+    if target is not None:
+        target.connect()
+    rng = np.random.default_rng(seed)
+    archs = [sample_choices(space, rng) for _ in range(n)]
+    fbs = []
+    for choices in tqdm(archs, disable=not progress, desc="converting", unit="net"):
+        fbs.append(_converted(space, choices, cache_dir,
+                              lambda c=choices: convert_float(network_model(space, c),
+                                                              method=CONVERSION)))
+    if target is not None:
+        rounds = target.rounds
+    else:
+        rounds = len(_split_repeats(repeats))
+    with tqdm(total=rounds, disable=not progress, desc="timing", unit="round") as bar:
+        if target is not None:
+            stats = target.measure(fbs, threads=threads, warmup=warmup, repeats=repeats,
+                                   progress=bar)
+        else:
+            with cpu_affinity(affinity):
+                stats = time_interleaved(fbs, threads, warmup, repeats, progress=bar, clock=clock)
+    nets = []
+    for choices, s in zip(archs, stats):
+        nets.append({
+            "choices": choices,
+            "predicted_paper_ms": runtime_model.predict_ms(table, choices, space, "paper", strict),
+            "predicted_exact_ms": runtime_model.predict_ms(table, choices, space, "exact", strict),
+            "measured_ms": statistic_value(s, statistic),
+            "spread": float(s.spread) if np.isfinite(s.spread) else None,
+        })
+    measured = [x["measured_ms"] for x in nets]
+    paper = error_metrics([x["predicted_paper_ms"] for x in nets], measured)
+    exact = error_metrics([x["predicted_exact_ms"] for x in nets], measured)
+    report = {"format": REPORT_FORMAT, "n": n}
+    for name, metrics in (("paper", paper), ("exact", exact)):
+        report.update({f"rmse_ms_{name}": metrics["rmse_ms"], f"mape_{name}": metrics["mape"],
+                       f"within5_{name}": metrics["within5"],
+                       f"within10_{name}": metrics["within10"]})
+    report.update({
+        "metrics": {"paper": paper, "exact": exact},
+        "measured_mean_ms": float(np.mean(measured)),
+        "percent_units": "percent (100 = 100 %), errors relative to the measured latency",
+        "table": {**table.summary(), "statistic": extra.get("statistic"),
+                  "overhead_subtracted": extra.get("overhead_subtracted", False),
+                  "profiled_load_average": extra.get("load_average")},
+        "settings": {
+            "seed": seed, "statistic": statistic, "threads": threads, "warmup": warmup,
+            "repeats": repeats, "rounds": rounds,
+            "target": target.describe() if target is not None else {"target": "host"},
+            "clock": clock if target is None else "device",
+            "affinity": list(affinity) if affinity else None,
+            "host": host_description(),
+            "load_average": [load_before, _load_average()],
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+        "space": space.to_dict(),
+        "nets": nets,
+    })
+    return report
+
+
+def _converted(space: SearchSpace, choices: list[str], cache_dir: str | None, convert) -> bytes:
+    if not cache_dir:
+        return convert()
+    import hashlib
+    import json
+
+    import tensorflow as tf
+
+    key = json.dumps([space.to_dict(), choices, tf.__version__], sort_keys=True)
+    path = os.path.join(cache_dir, f"net_{hashlib.sha256(key.encode()).hexdigest()[:20]}.tflite")
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            return f.read()
+    fb = convert()
+    atomic_write_bytes(path, fb)
+    return fb
+
+
+def plot_scatter(report: dict, path: str) -> None:
+    """Fig. 7-style scatter: measured vs predicted latency, both models, the y = x line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = report["nets"]
+    measured = np.array([x["measured_ms"] for x in nets])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for model, marker, color in (("paper", "o", "tab:blue"), ("exact", "x", "tab:red")):
+        pred = np.array([x[f"predicted_{model}_ms"] for x in nets])
+        ax.scatter(measured, pred, marker=marker, s=22, color=color, alpha=0.7,
+                   label=f"{model}: RMSE {report[f'rmse_ms_{model}']:.3g} ms, "
+                         f"MAPE {report[f'mape_{model}']:.2f} %")
+    everything = np.concatenate([measured] + [[x[f"predicted_{m}_ms"] for x in nets]
+                                              for m in ("paper", "exact")])
+    lo, hi = float(everything.min()), float(everything.max())
+    pad = 0.03 * (hi - lo or hi)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    device = report["table"].get("device", "")
+    ax.set_title(f"Runtime model vs {report['n']} random nets\n{device}", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(report: dict, path: str, plot_path: str | None = None) -> str:
+    """Writes the JSON report and the scatter plot atomically; returns the plot's path.
+
+    ``plot_path`` defaults to the report's path with ``.png``.
+    """
+    plot_path = plot_path or os.path.splitext(path)[0] + ".png"
+    plot_scatter(report, plot_path)
+    atomic_write_json(path, {**report, "plot": os.path.basename(plot_path)})
+    return plot_path
