@@ -21,8 +21,11 @@ ones and resumes interrupted ones).
     python bench/fig8_scaling.py --arch=/tmp/spnas/arch.json --out=/tmp/fig8
     python bench/fig8_scaling.py --widths=0.35,0.5,1.0 --epochs=8   # smaller
 
-Not in CI: with the embedded digits (32x32, 12 epochs) each model takes 2-4
-minutes on 2 CPU cores, most of it building the training graph.
+Not in CI. Measured on 2 busy CPU cores with the embedded digits at 32x32:
+``--widths=0.35,0.5,1.0 --epochs=6`` (6 models, 151 steps each) took 26
+minutes, 3-5 minutes per model, much of it building each training graph.
+Latencies of sub-millisecond models on a shared host vary by 2x between
+rounds: read the JSON's per-round medians before the plot.
 """
 
 from __future__ import annotations
@@ -40,20 +43,36 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-MOBILENETV2_WIDTHS = {0.35: "mobilenetv2_035", 0.5: "mobilenetv2_050", 0.75: "mobilenetv2_075",
-                      1.0: "mobilenetv2_100", 1.3: "mobilenetv2_130", 1.4: "mobilenetv2_140"}
+MOBILENETV2_WIDTHS = {
+    0.35: "mobilenetv2_035",
+    0.5: "mobilenetv2_050",
+    0.75: "mobilenetv2_075",
+    1.0: "mobilenetv2_100",
+    1.3: "mobilenetv2_130",
+    1.4: "mobilenetv2_140",
+}
 FAMILIES = ("searched", "mobilenetv2")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", default="", help="arch.json of the searched net "
-                   "(default: the paper's Pixel 1 net, registry spnas_pixel1)")
-    p.add_argument("--widths", default="0.35,0.5,0.75,1.0",
-                   help=f"comma-separated width multipliers; MobileNetV2 has {sorted(MOBILENETV2_WIDTHS)}")
+    p.add_argument(
+        "--arch",
+        default="",
+        help="arch.json of the searched net "
+        "(default: the paper's Pixel 1 net, registry spnas_pixel1)",
+    )
+    p.add_argument(
+        "--widths",
+        default="0.35,0.5,0.75,1.0",
+        help=f"comma-separated width multipliers; MobileNetV2 has {sorted(MOBILENETV2_WIDTHS)}",
+    )
     p.add_argument("--families", default=",".join(FAMILIES), help="which of searched,mobilenetv2")
-    p.add_argument("--config", default="train_default.py",
-                   help="training config under configs/ (the recipe and the data)")
+    p.add_argument(
+        "--config",
+        default="train_default.py",
+        help="training config under configs/ (the recipe and the data)",
+    )
     p.add_argument("--dataset", default="", help="override the config's dataset")
     p.add_argument("--image_size", type=int, default=0, help="override the config's input size")
     p.add_argument("--epochs", type=float, default=0.0, help="override the config's epochs")
@@ -82,10 +101,18 @@ def model_specs(args: argparse.Namespace) -> list[dict]:
             specs.append(dict(family="searched", name=f"searched_{tag}", arch=searched, width=w))
         if "mobilenetv2" in families:
             if w not in MOBILENETV2_WIDTHS:
-                raise SystemExit(f"fig8_scaling: no MobileNetV2 of width {w} in the registry "
-                                 f"(have {sorted(MOBILENETV2_WIDTHS)})")
-            specs.append(dict(family="mobilenetv2", name=MOBILENETV2_WIDTHS[w],
-                              arch=MOBILENETV2_WIDTHS[w], width=w))
+                raise SystemExit(
+                    f"fig8_scaling: no MobileNetV2 of width {w} in the registry "
+                    f"(have {sorted(MOBILENETV2_WIDTHS)})"
+                )
+            specs.append(
+                dict(
+                    family="mobilenetv2",
+                    name=MOBILENETV2_WIDTHS[w],
+                    arch=MOBILENETV2_WIDTHS[w],
+                    width=w,
+                )
+            )
     return specs
 
 
@@ -122,17 +149,30 @@ def train_all(args, specs: list[dict]) -> list[dict]:
                 report = json.load(f)
             from spnas.data import dataset_info
 
-            info = dataset_info(config.dataset, "train", data_dir=config.data_dir or None,
-                                validation_fraction=config.validation_fraction, seed=config.seed)
+            info = dataset_info(
+                config.dataset,
+                "train",
+                data_dir=config.data_dir or None,
+                validation_fraction=config.validation_fraction,
+                seed=config.seed,
+            )
             if report.get("steps") != schedule_lengths(config, info.num_examples)[1]:
                 report = None  # another schedule: train again (resumes if it can)
         if report is None:
             print(f"== training {spec['name']} (width {spec['width']:g})", flush=True)
             report = run(config, workdir)
-        points.append({**spec, "workdir": workdir, "top1": report["top1"], "top5": report["top5"],
-                       "top1_moving_stats": report.get("top1_moving_stats"),
-                       "params": report["params"], "steps": report["steps"],
-                       "train_seconds": report["seconds"]})
+        points.append(
+            {
+                **spec,
+                "workdir": workdir,
+                "top1": report["top1"],
+                "top5": report["top5"],
+                "top1_moving_stats": report.get("top1_moving_stats"),
+                "params": report["params"],
+                "steps": report["steps"],
+                "train_seconds": report["seconds"],
+            }
+        )
     return points
 
 
@@ -152,8 +192,14 @@ def measure_all(args, points: list[dict]) -> str:
     medians = {p["name"]: [] for p in points}
     for r in range(args.rounds):
         for p in points:
-            stats = measure_latency(flatbuffers[p["name"]], p["input_shape"], threads=args.threads,
-                                    warmup=10, repeats=args.repeats, seed=r)
+            stats = measure_latency(
+                flatbuffers[p["name"]],
+                p["input_shape"],
+                threads=args.threads,
+                warmup=10,
+                repeats=args.repeats,
+                seed=r,
+            )
             medians[p["name"]].append(stats.median_ms)
     for p in points:
         p["latency_ms"] = statistics.median(medians[p["name"]])
@@ -161,15 +207,17 @@ def measure_all(args, points: list[dict]) -> str:
     return f"ai-edge-litert {litert_version()}, {args.threads} thread(s)"
 
 
-def plot(points: list[dict], path: str, title: str) -> None:
+def plot(points: list[dict], path: str, title: str, searched_label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    styles = {"searched": dict(color="tab:red", marker="o", label="Single-Path NAS (searched)"),
-              "mobilenetv2": dict(color="tab:blue", marker="s", label="MobileNetV2")}
+    styles = {
+        "searched": dict(color="tab:red", marker="o", label=searched_label),
+        "mobilenetv2": dict(color="tab:blue", marker="s", label="MobileNetV2"),
+    }
     for family, style in styles.items():
         fam = sorted((p for p in points if p["family"] == family), key=lambda p: p["latency_ms"])
         if not fam:
@@ -178,13 +226,19 @@ def plot(points: list[dict], path: str, title: str) -> None:
         ys = [100 * p["top1"] for p in fam]
         ax.plot(xs, ys, linestyle="-", **style)
         for p, x, y in zip(fam, xs, ys):
-            ax.annotate(f"{p['width']:g}x", (x, y), textcoords="offset points", xytext=(4, -10),
-                        fontsize=8, color=style["color"])
+            ax.annotate(
+                f"{p['width']:g}x",
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=8,
+                color=style["color"],
+            )
     ax.set_xlabel("latency on this host, LiteRT float, batch 1 (ms, median)")
     ax.set_ylabel("top-1 accuracy, EMA weights (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -199,21 +253,35 @@ def main(argv=None) -> int:
     points = train_all(args, specs)
     runtime = measure_all(args, points)
     config = train_config(args, specs[0])
-    title = (f"Fig. 8 analogue: {config.dataset} {config.image_size}x{config.image_size}, "
-             f"{config.epochs:g} epochs; {runtime}")
+    title = (
+        f"Fig. 8 analogue: {config.dataset} {config.image_size}x{config.image_size}, "
+        f"{config.epochs:g} epochs ({points[0]['steps']} steps)\n{runtime}"
+    )
     png = os.path.join(args.out, "fig8_scaling.png")
-    plot(points, png, title)
+    searched_label = (
+        f"searched ({os.path.basename(args.arch)})"
+        if args.arch
+        else "Single-Path NAS Pixel 1 net (paper)"
+    )
+    plot(points, png, title, searched_label)
     result = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": config.dataset, "image_size": config.image_size, "epochs": config.epochs,
-        "batch_size": config.batch_size, "runtime": runtime, "host_cpus": os.cpu_count(),
-        "load_average": os.getloadavg(), "points": points,
+        "dataset": config.dataset,
+        "image_size": config.image_size,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "runtime": runtime,
+        "host_cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "points": points,
     }
     atomic_write_json(os.path.join(args.out, "fig8_scaling.json"), result)
     print(f"{'model':<18} {'width':>5} {'params':>9} {'top-1 %':>8} {'latency ms':>11}")
     for p in sorted(points, key=lambda p: (p["family"], p["width"])):
-        print(f"{p['name']:<18} {p['width']:>5g} {p['params']:>9,} {100 * p['top1']:>8.2f} "
-              f"{p['latency_ms']:>11.4f}")
+        print(
+            f"{p['name']:<18} {p['width']:>5g} {p['params']:>9,} {100 * p['top1']:>8.2f} "
+            f"{p['latency_ms']:>11.4f}"
+        )
     print(f"figure: {png}")
     return 0
 

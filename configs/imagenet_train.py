@@ -15,9 +15,11 @@ Command (on a Cloud TPU VM; see scripts/train_tpu.sh):
       --config.tpu=NAME --config.manual_dir=/path/to/ILSVRC2012_tars \
       --config.data_dir=gs://BUCKET/tfds --arch=spnas_pixel1
 Expected (not run by us): the paper reports 74.96 % top-1 for spnas_pixel1
-(timm's own training of the same net: 74.09 %). MnasNet-style 350-epoch runs
-take about 1-2 days on a TPU v2-8/v3-8 (the MnasNet code's own estimate);
-preparing imagenet2012 from the tars once takes several hours and ~150 GB.
+(timm's own training of the same net: 74.09 %). Cost, estimated only: the
+paper's 8-epoch search took 3.75 h on a TPUv2-8 with the heavier supernet; 350
+epochs are 44x as many, so at most ~160 h on a v2-8 (less: the trained net is
+lighter than the supernet); expect days, not hours. Preparing imagenet2012 from
+the tars once takes hours and ~150 GB of disk (plus the tars).
 """
 
 from spnas.configs_path import load_config

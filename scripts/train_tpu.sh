@@ -7,9 +7,10 @@
 # Recipe: configs/imagenet_train.py (MnasNet schedule: 350 epochs = 437,898 steps at
 # batch 1024, RMSProp, LR 0.064 with 5-epoch warm-up, EMA 0.9999, float32).
 # Expected result: the paper reports 74.96 % top-1 for spnas_pixel1 (timm's own training
-# of the same net: 74.09 %). Expected cost: MnasNet-style 350-epoch trainings take about
-# 1-2 days on a v2-8/v3-8 (an estimate from MnasNet's published TPU setup, not measured
-# here), plus several hours and ~150 GB of disk to prepare imagenet2012 from the tars once.
+# of the same net: 74.09 %). Expected cost, an estimate only: the paper's 8-epoch search
+# took 3.75 h on a TPUv2-8 with the heavier supernet; 350 epochs are 44x as many, so at most
+# ~160 h on a v2-8 (less, as the trained net is lighter): days, not hours. Preparing
+# imagenet2012 from the tars once takes hours and ~150 GB of disk (plus the tars).
 #
 # Usage:
 #   scripts/train_tpu.sh TPU_NAME MANUAL_DIR DATA_DIR WORKDIR [GCS_OUTPUT] [-- extra spnas-train flags]

@@ -270,6 +270,12 @@ def no_conversion(monkeypatch):
     monkeypatch.setattr(spnas.export.tflite, "convert_float", fake)
 
 
+def layer_params(space, index, choice):
+    from spnas.latency.profile import layer_model
+
+    return layer_model(space.layers()[index], choice).count_params()
+
+
 def test_profile_and_validate_on_the_fake_device(device, no_conversion):
     from spnas.latency.profile import ProfileError, profile_table
     from spnas.latency.validate import validate
@@ -277,7 +283,7 @@ def test_profile_and_validate_on_the_fake_device(device, no_conversion):
 
     space = SearchSpace(**ONE_LAYER)
     table = profile_table(space, target=device.target(rounds=1), statistic="avg", repeats=4,
-                          warmup=1, progress=False, device="fake")
+                          warmup=1, progress=False, device="fake", calibrate=2)
     table.validate_for(space)
     assert table.extra["target"] == "adb" and table.extra["statistic"].startswith("avg")
     assert table.extra["host"]["model"] == "FakePhone" and table.runtime == "TFLite benchmark_model"
@@ -286,8 +292,20 @@ def test_profile_and_validate_on_the_fake_device(device, no_conversion):
     assert set(table.extra["constant_parts_ms"]) == {"stem", "layer_0", "head"}
     # The probe, a 1x1 conv of 8 channels: 8 * 8 + 8 parameters -> 73 bytes -> 107.3 us.
     assert table.extra["invoke_overhead_ms"] == pytest.approx(0.1073)
+    assert row["k3_e3"] == pytest.approx(table.extra["calibration"]["scale"] * (
+        0.1 + (layer_params(space, 1, "k3_e3") + 1) / 1e4))
+    # Two whole networks timed with the layers scale the table (the fake's
+    # latency is not additive over layers, so the scale is not 1).
+    calibration = table.extra["calibration"]
+    assert calibration["n"] == 2 and len(calibration["archs"]) == 2
+    assert calibration["scale"] == pytest.approx(sorted(calibration["ratios"])[0] / 2
+                                                 + sorted(calibration["ratios"])[1] / 2, rel=1e-3)
     report = validate(table, space, target=device.target(rounds=1), n=2, repeats=2,
                       progress=False)
+    # This space has 4 architectures only: the validation may repeat calibration nets.
+    seen = {tuple(a) for a in calibration["archs"]}
+    assert report["nets_in_calibration"] == sum(tuple(x["choices"]) in seen
+                                                for x in report["nets"])
     assert report["n"] == 2 and report["settings"]["statistic"] == "avg"
     assert all(x["measured_ms"] > 0.1 for x in report["nets"])
     with pytest.raises(ValueError, match="profiled on target 'adb'"):

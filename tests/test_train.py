@@ -38,8 +38,17 @@ TINY_STAGES = "ds_r1_k3_s1_c16,ir_r1_k3_s2_e3_c24"
 
 def _config(**overrides):
     c = load_config("train_default.py")
-    c.update(dict(batch_size=16, train_steps=3, checkpoint_every=2, log_every=1, run_eagerly=True,
-                  bn_recalibration_batches=2, eval_batch_size=179))  # one eval batch
+    c.update(
+        dict(
+            batch_size=16,
+            train_steps=3,
+            checkpoint_every=2,
+            log_every=1,
+            run_eagerly=True,
+            bn_recalibration_batches=2,
+            eval_batch_size=179,
+        )
+    )  # one eval batch
     c.update(overrides)
     return c
 
@@ -69,6 +78,7 @@ def _embedded_arch_choices():
 
 # --- configuration and architecture resolution (no training) -------------------------------
 
+
 def test_configs_follow_the_paper():
     from spnas.train.schedule import LR_PER_256
 
@@ -80,7 +90,11 @@ def test_configs_follow_the_paper():
     assert imagenet.lr == pytest.approx(0.064)
     assert imagenet.warmup_epochs == pytest.approx(5.0)
     assert imagenet.eval_batch_size == 1000 and imagenet.batch_size == 1024
-    assert (imagenet.dataset, imagenet.image_size, imagenet.strategy) == ("imagenet2012", 224, "tpu")
+    assert (imagenet.dataset, imagenet.image_size, imagenet.strategy) == (
+        "imagenet2012",
+        224,
+        "tpu",
+    )
     assert "manual_dir" in imagenet and imagenet.fallback_arch == "spnas_pixel1"
     assert imagenet.ema_decay == 0.9999 and imagenet.label_smoothing == 0.1
     assert imagenet.weight_decay == 1e-5 and imagenet.dropout == 0.2
@@ -97,8 +111,10 @@ def test_arch_resolution_order(tmp_path):
     assert resolve_arch(c, str(tmp_path))[0] == str(tmp_path / ARCH_FILE)
     c.arch = "mobilenetv2_050"
     assert resolve_arch(c, str(tmp_path))[0] == "mobilenetv2_050"
-    assert parse_arch(" ds_r1_k3_s1_c16, ir_r2_k3_s2_e6_c24") == ["ds_r1_k3_s1_c16",
-                                                                   "ir_r2_k3_s2_e6_c24"]
+    assert parse_arch(" ds_r1_k3_s1_c16, ir_r2_k3_s2_e6_c24") == [
+        "ds_r1_k3_s1_c16",
+        "ir_r2_k3_s2_e6_c24",
+    ]
     c.arch, c.fallback_arch = "", ""
     os.remove(tmp_path / ARCH_FILE)
     with pytest.raises(TrainConfigError, match="No architecture"):
@@ -107,11 +123,13 @@ def test_arch_resolution_order(tmp_path):
 
 # --- in-process training -------------------------------------------------------------------
 
+
 def test_train_registry_arch(tmp_path, capsys):
     from spnas.train.run import run
 
-    report = run(_config(arch="mobilenetv2_035", train_steps=1, bn_recalibration_batches=1),
-                 str(tmp_path))
+    report = run(
+        _config(arch="mobilenetv2_035", train_steps=1, bn_recalibration_batches=1), str(tmp_path)
+    )
     assert "top-1" in capsys.readouterr().out
     saved = json.loads((tmp_path / REPORT_FILE).read_text())
     assert saved["steps"] == report["steps"] == 1
@@ -190,10 +208,12 @@ def test_bn_recalibration_averages_batch_statistics():
     assert recalibrate_batch_norm(model, iter(batches), 5) == 3  # ran out after 3
     conv = keras.Model(inputs, model.layers[1].output)
     feats = [np.asarray(conv(b)) for b in batches]
-    np.testing.assert_allclose(bn.moving_mean, np.mean([f.mean((0, 1, 2)) for f in feats], 0),
-                               rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance, np.mean([f.var((0, 1, 2)) for f in feats], 0),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        bn.moving_mean, np.mean([f.mean((0, 1, 2)) for f in feats], 0), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        bn.moving_variance, np.mean([f.var((0, 1, 2)) for f in feats], 0), rtol=1e-4, atol=1e-5
+    )
     assert bn.momentum == 0.99
     for before, after in zip(weights, model.get_weights()[:2]):
         np.testing.assert_array_equal(before, after)
@@ -211,6 +231,7 @@ def test_unknown_format_in_process(tmp_path):
 
 
 # --- command line ---------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def unknown_format_json(tmp_path):
@@ -233,8 +254,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path, case, unknown_format_json):
         blocker.write_text("")
         workdir = blocker / "w"  # a directory below a regular file cannot be created
     start = time.time()
-    r = subprocess.run(_cmd(workdir, *flags), capture_output=True, text=True, timeout=120,
-                       env=_env())
+    r = subprocess.run(
+        _cmd(workdir, *flags), capture_output=True, text=True, timeout=120, env=_env()
+    )
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("spnas-train: error: "), r.stderr
@@ -252,11 +274,18 @@ def test_resume_after_sigkill(tmp_path):
     # Graph mode: the tiny net's graph builds quickly and its steps are fast, so the
     # 40 steps after the first checkpoint leave a wide window for the kill.
     total = 60
-    flags = [f"--arch={TINY_STAGES}", f"--config.train_steps={total}",
-             "--config.checkpoint_every=20", "--config.log_every=1", "--config.batch_size=16",
-             "--config.eval_batch_size=179", "--config.bn_recalibration_batches=1"]
-    proc = subprocess.Popen(_cmd(tmp_path, *flags), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=_env())
+    flags = [
+        f"--arch={TINY_STAGES}",
+        f"--config.train_steps={total}",
+        "--config.checkpoint_every=20",
+        "--config.log_every=1",
+        "--config.batch_size=16",
+        "--config.eval_batch_size=179",
+        "--config.bn_recalibration_batches=1",
+    ]
+    proc = subprocess.Popen(
+        _cmd(tmp_path, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+    )
     meta = tmp_path / "train_checkpoints" / "ckpt.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not meta.exists():
@@ -267,8 +296,9 @@ def test_resume_after_sigkill(tmp_path):
     killed_at = json.loads(meta.read_text())["step"]
     assert 0 < killed_at < total and not (tmp_path / REPORT_FILE).exists()
 
-    r = subprocess.run(_cmd(tmp_path, *flags), capture_output=True, text=True, timeout=300,
-                       env=_env())
+    r = subprocess.run(
+        _cmd(tmp_path, *flags), capture_output=True, text=True, timeout=300, env=_env()
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((tmp_path / REPORT_FILE).read_text())
     assert report["steps"] == total and report["resumed_from_step"] >= killed_at
@@ -286,17 +316,35 @@ def test_tpu_script_passes_its_arguments(tmp_path):
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_OUT"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    env = dict(os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}",
-               ARGS_OUT=str(tmp_path / "args"))
+    env = dict(
+        os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}", ARGS_OUT=str(tmp_path / "args")
+    )
     script = os.path.join(ROOT, "scripts", "train_tpu.sh")
-    r = subprocess.run(["bash", script, "my-tpu", "/data/tars", "gs://b/tfds", str(tmp_path / "run"),
-                        "--", "--arch=mobilenetv2_100"], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "bash",
+            script,
+            "my-tpu",
+            "/data/tars",
+            "gs://b/tfds",
+            str(tmp_path / "run"),
+            "--",
+            "--arch=mobilenetv2_100",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     args = (tmp_path / "args").read_text().splitlines()
     assert f"--config={os.path.join(ROOT, 'configs', 'imagenet_train.py')}" in args
-    for expected in (f"--workdir={tmp_path / 'run'}", "--config.tpu=my-tpu",
-                     "--config.data_dir=gs://b/tfds", "--config.manual_dir=/data/tars",
-                     "--arch=mobilenetv2_100"):
+    for expected in (
+        f"--workdir={tmp_path / 'run'}",
+        "--config.tpu=my-tpu",
+        "--config.data_dir=gs://b/tfds",
+        "--config.manual_dir=/data/tars",
+        "--arch=mobilenetv2_100",
+    ):
         assert expected in args
     r = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "Usage" in r.stderr
@@ -304,25 +352,44 @@ def test_tpu_script_passes_its_arguments(tmp_path):
 
 @pytest.mark.slow
 def test_two_replicas_mirrored(tmp_path):
-    flags = [f"--arch={TINY_STAGES}", "--config.train_steps=4", "--config.checkpoint_every=2",
-             "--config.batch_size=16", "--config.bn_recalibration_batches=2",
-             "--config.strategy=mirrored", "--config.cpu_replicas=2"]
-    r = subprocess.run(_cmd(tmp_path, *flags), capture_output=True, text=True, timeout=600,
-                       env=_env())
+    flags = [
+        f"--arch={TINY_STAGES}",
+        "--config.train_steps=4",
+        "--config.checkpoint_every=2",
+        "--config.batch_size=16",
+        "--config.bn_recalibration_batches=2",
+        "--config.strategy=mirrored",
+        "--config.cpu_replicas=2",
+    ]
+    r = subprocess.run(
+        _cmd(tmp_path, *flags), capture_output=True, text=True, timeout=600, env=_env()
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((tmp_path / REPORT_FILE).read_text())
     assert report["replicas"] == 2 and report["steps"] == 4
-    r = subprocess.run(_cmd(tmp_path / "odd", *flags, "--config.eval_batch_size=179"),
-                       capture_output=True, text=True, timeout=600, env=_env())
+    r = subprocess.run(
+        _cmd(tmp_path / "odd", *flags, "--config.eval_batch_size=179"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
     assert r.returncode == 2 and "not divisible by the 2 replicas" in r.stderr
 
 
 @pytest.mark.slow
 def test_divergence_is_one_line_exit_2(tmp_path):
-    flags = [f"--arch={TINY_STAGES}", "--config.train_steps=20", "--config.checkpoint_every=5",
-             "--config.batch_size=16", "--config.lr_per_256=1e30", "--config.warmup_epochs=0"]
-    r = subprocess.run(_cmd(tmp_path, *flags), capture_output=True, text=True, timeout=600,
-                       env=_env())
+    flags = [
+        f"--arch={TINY_STAGES}",
+        "--config.train_steps=20",
+        "--config.checkpoint_every=5",
+        "--config.batch_size=16",
+        "--config.lr_per_256=1e30",
+        "--config.warmup_epochs=0",
+    ]
+    r = subprocess.run(
+        _cmd(tmp_path, *flags), capture_output=True, text=True, timeout=600, env=_env()
+    )
     assert r.returncode == 2, r.stderr[-3000:]
     assert "spnas-train: error: Training diverged" in r.stderr
     assert not (tmp_path / MODEL_FILE).exists()

@@ -110,3 +110,92 @@ def test_cli_validate(tmp_path):
     data = json.loads(report.read_text())
     assert data["n"] == 2 and data["space"] == smoke_space().to_dict()
     assert (tmp_path / "val.png").is_file() and len(os.listdir(tmp_path / "nets")) == 2
+
+
+# ---------------------------------------------------------------- host timing options
+# (spnas.latency.profile additions that make tables validate: min, overhead, pinning)
+
+TINY = dict(blocks=("r1_k3_s11_e1_i32_o16_noskip", "r2_k5_s22_e6_i16_o24"), input_size=16,
+            width=0.25, head_channels=64, num_classes=10)
+
+
+def _stats(ms):
+    from spnas.latency.profile import HostStats
+
+    return HostStats.from_samples([ms * 1.2, ms, ms * 1.1], threads=1)
+
+
+def test_overhead_is_paid_once_per_network():
+    from spnas.latency.profile import MIN_AFTER_OVERHEAD, Profile, table_from_profile
+    from spnas.search.space import CANDIDATES, SearchSpace
+
+    space = SearchSpace(**TINY)
+    o = 0.002
+    layers = {i: {c: _stats(0.01 * i + 0.001 * k) for k, c in enumerate(CANDIDATES)}
+              for i in (1, 2)}
+    layers[2]["k3_e3"] = _stats(0.0019)  # faster than the overhead: floored
+    parts = {"stem": _stats(0.004), "layer_0": _stats(0.005), "head": _stats(0.02)}
+    profile = Profile(space=space, layers=layers, parts=parts, delegate=True, threads=1,
+                      warmup=1, repeats=3, seconds=1.0, overhead=_stats(o))
+    raw = table_from_profile(profile, "min")
+    net = table_from_profile(profile, "min", subtract_overhead=True)
+    assert raw.layers[1]["k5_e6"] == pytest.approx(0.013)  # min of the samples
+    assert raw.extra["overhead_subtracted"] is False and net.extra["overhead_subtracted"] is True
+    assert net.extra["invoke_overhead_ms"] == pytest.approx(o)
+    assert net.layers[1]["k3_e6"] == pytest.approx(raw.layers[1]["k3_e6"] - o)
+    assert net.layers[2]["k3_e3"] == pytest.approx(MIN_AFTER_OVERHEAD * 0.0019)
+    parts_ms = net.extra["constant_parts_ms"]
+    assert parts_ms["stem"] == pytest.approx(0.004)  # the network's one invoke
+    assert parts_ms["head"] == pytest.approx(0.02 - o)
+    assert net.constant_ms == pytest.approx(sum(parts_ms.values()))
+    # A two-layer network: 5 timed models in the raw sum, one invoke in reality.
+    choices = ["k3_e1", "k5_e6", "k3_e6"]
+    assert predict_ms(net, choices, space, "exact") == pytest.approx(
+        predict_ms(raw, choices, space, "exact") - 4 * o)
+    # Calibration: whole networks measured 10 % above the (overhead-corrected) sum.
+    nets = [["k3_e1", "k5_e6", "k3_e6"], ["k3_e1", "k3_e3", "skip"], ["k3_e1", "k5_e3", "k5_e3"]]
+    measured = [predict_ms(net, c, space, "exact") * r for c, r in zip(nets, (1.1, 1.08, 1.12))]
+    calibrated = dataclasses.replace(profile, calibration=[(c, _stats(m)) for c, m in
+                                                           zip(nets, measured)])
+    cal = table_from_profile(calibrated, "min", subtract_overhead=True)
+    assert cal.extra["calibration"]["scale"] == pytest.approx(1.1)  # the median ratio
+    assert cal.extra["calibration"]["archs"] == nets
+    assert cal.layers[1]["k5_e6"] == pytest.approx(net.layers[1]["k5_e6"] * 1.1)
+    assert cal.constant_ms == pytest.approx(net.constant_ms * 1.1)
+    assert predict_ms(cal, nets[0], space, "paper") == pytest.approx(
+        predict_ms(net, nets[0], space, "paper") * 1.1)
+    with pytest.raises(ValueError, match="no overhead probe"):
+        table_from_profile(dataclasses.replace(profile, overhead=None), "min",
+                           subtract_overhead=True)
+
+
+def test_cpu_lists_affinity_and_clocks():
+    from spnas.export.tflite import convert_float
+    from spnas.latency.profile import (
+        check_clock,
+        cpu_affinity,
+        overhead_probe_model,
+        parse_cpus,
+        time_interleaved,
+    )
+
+    assert parse_cpus("0,2-3") == (0, 2, 3) and parse_cpus("") is None
+    for bad in ("a", "3-1", "-1"):
+        with pytest.raises(ValueError, match="Malformed CPU list"):
+            parse_cpus(bad)
+    allowed = os.sched_getaffinity(0)
+    cpu = max(allowed)
+    with cpu_affinity([cpu]):
+        assert os.sched_getaffinity(0) == {cpu}
+    assert os.sched_getaffinity(0) == allowed
+    with pytest.raises(ValueError, match="not available"):
+        with cpu_affinity([4096]):
+            pass
+    with pytest.raises(ValueError, match="needs threads=1"):
+        check_clock("thread", 2)
+    with pytest.raises(ValueError, match="Unknown clock"):
+        check_clock("cpu", 1)
+    fb = convert_float(overhead_probe_model(), method="graph")
+    with cpu_affinity([cpu]):
+        (s,) = time_interleaved([fb], warmup=2, repeats=20, clock="thread")
+    assert 0 < s.min_ms <= s.p10_ms <= s.median_ms and s.repeats == 20

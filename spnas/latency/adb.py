@@ -344,7 +344,10 @@ class AdbTarget:
         if self.cpus:
             line = f"taskset {cpu_mask(self.cpus)} {line}"
         output = self.shell(line)
-        return parse_benchmark_output(output, threads)
+        try:
+            return parse_benchmark_output(output, threads)
+        except BenchmarkOutputError as e:
+            raise BenchmarkOutputError(f"{line}: {e}") from None
 
     def measure(
         self,

@@ -5,7 +5,7 @@
   spnas-latency profile --space=embedded|paper|SPACE.json --out=TABLE.json
                 [--threads=1] [--warmup=20] [--repeats=100] [--statistic=median|p10]
                 [--max_spread=X] [--device=NAME] [--affinity=0] [--clock=wall|thread]
-                [--subtract_overhead]
+                [--subtract_overhead] [--calibrate=10]
   spnas-latency profile --target=adb --benchmark_model=PATH [--adb=adb] [--serial=S]
                 [--threads=1] [--statistic=avg|min] [--rounds=3] [--affinity=4-7]
                 [--benchmark_args="--use_gpu=true"] ... (same --space/--out)
@@ -71,6 +71,9 @@ flags.DEFINE_bool("progress", True, "profile, validate: show progress bars.")
 flags.DEFINE_bool("subtract_overhead", False,
                   "profile: take the fixed cost of one invoke (timed on a probe model) off every "
                   "entry, so the sum of separately timed layers matches one whole-network invoke.")
+flags.DEFINE_integer("calibrate", 0,
+                     "profile: also time this many whole random networks with the layers and "
+                     "scale the table to them (median measured/predicted); 0: no.")
 flags.DEFINE_string("cache_dir", None, "validate: keep the converted networks here (reruns with "
                     "another table or settings skip the conversion).")
 flags.DEFINE_string("affinity", None, "profile, validate: CPU ids to pin the timing to, e.g. "
@@ -162,6 +165,10 @@ def profile(space: str, out: str, device: str | None = None, target=None, **kwar
     table = profile_table(resolved, device=device or host_description(), target=target, **kwargs)
     save_table(table, out)
     spread = table.extra["max_spread"]
+    calibration = table.extra.get("calibration")
+    if calibration:
+        print(f"calibration: scale {calibration['scale']:.4f} from {calibration['n']} networks "
+              f"(measured/predicted sd {calibration['ratio_sd_pct']:.2f} %)")
     print(f"wrote {out} ({len(table.layers)} searchable layers, constant {table.constant_ms:.4f} ms, "
           f"max spread {'n/a' if spread is None else f'{spread:.2f}'}, "
           f"{table.extra['profile_seconds']:.0f} s)")
@@ -236,7 +243,8 @@ def main_(argv):
                     threads=FLAGS.threads, warmup=FLAGS.warmup, repeats=FLAGS.repeats,
                     statistic=statistic, max_spread=FLAGS.max_spread,
                     progress=FLAGS.progress, affinity=parse_cpus(FLAGS.affinity),
-                    clock=FLAGS.clock or "wall", subtract_overhead=FLAGS.subtract_overhead)
+                    clock=FLAGS.clock or "wall", subtract_overhead=FLAGS.subtract_overhead,
+                    calibrate=FLAGS.calibrate)
         elif command == "validate":
             from spnas.latency.profile import parse_cpus
 

@@ -191,6 +191,8 @@ def validate(
             "measured_ms": statistic_value(s, statistic),
             "spread": float(s.spread) if np.isfinite(s.spread) else None,
         })
+    calibration = extra.get("calibration") or {}
+    calibrated = {tuple(c) for c in calibration.get("archs", [])}
     measured = [x["measured_ms"] for x in nets]
     paper = error_metrics([x["predicted_paper_ms"] for x in nets], measured)
     exact = error_metrics([x["predicted_exact_ms"] for x in nets], measured)
@@ -205,6 +207,8 @@ def validate(
         "percent_units": "percent (100 = 100 %), errors relative to the measured latency",
         "table": {**table.summary(), "statistic": extra.get("statistic"),
                   "overhead_subtracted": extra.get("overhead_subtracted", False),
+                  "calibration_scale": calibration.get("scale"),
+                  "calibration_n": calibration.get("n", 0),
                   "profiled_load_average": extra.get("load_average")},
         "settings": {
             "seed": seed, "statistic": statistic, "threads": threads, "warmup": warmup,
@@ -216,6 +220,9 @@ def validate(
             "load_average": [load_before, _load_average()],
             "seconds": round(time.perf_counter() - start, 1),
         },
+        # Networks the table was calibrated on are not held out; the default
+        # seeds differ, so this is normally 0.
+        "nets_in_calibration": sum(tuple(x["choices"]) in calibrated for x in nets),
         "space": space.to_dict(),
         "nets": nets,
     })

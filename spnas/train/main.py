@@ -17,12 +17,24 @@ from ml_collections import config_flags
 from spnas.configs_path import default_config_path
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", default_config_path("train_default.py"),
-                                "Training configuration file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Output directory (model.keras, train_report.json, logs, "
-                    "checkpoints); a rerun of the same command resumes there.")
-flags.DEFINE_string("arch", None, "Architecture to train: a registry name, an arch.json path, "
-                    "or comma-separated stage strings (sets config.arch).")
+config_flags.DEFINE_config_file(
+    "config",
+    default_config_path("train_default.py"),
+    "Training configuration file.",
+    lock_config=True,
+)
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Output directory (model.keras, train_report.json, logs, "
+    "checkpoints); a rerun of the same command resumes there.",
+)
+flags.DEFINE_string(
+    "arch",
+    None,
+    "Architecture to train: a registry name, an arch.json path, "
+    "or comma-separated stage strings (sets config.arch).",
+)
 flags.mark_flag_as_required("workdir")
 
 

@@ -92,13 +92,15 @@ class TrainLogger(keras.callbacks.Callback):
         lr = ""
         if self.lr_schedule is not None:
             lr = float(keras.ops.convert_to_numpy(self.lr_schedule(step)))
-        self._writer.writerow({
-            "step": step,
-            "epoch": round(step / self.steps_per_epoch, 4),
-            "loss": float(logs["loss"]) if "loss" in logs else "",
-            "accuracy": float(logs["accuracy"]) if "accuracy" in logs else "",
-            "lr": lr,
-        })
+        self._writer.writerow(
+            {
+                "step": step,
+                "epoch": round(step / self.steps_per_epoch, 4),
+                "loss": float(logs["loss"]) if "loss" in logs else "",
+                "accuracy": float(logs["accuracy"]) if "accuracy" in logs else "",
+                "lr": lr,
+            }
+        )
         self._file.flush()
 
     def close(self) -> None:

@@ -23,7 +23,8 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
     """Every BatchNormalization layer of ``model``, nested ones included (also those
     inside custom layers such as the supernet's searchable MBConv blocks)."""
     return [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
 

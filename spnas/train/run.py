@@ -86,32 +86,50 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise TrainConfigError(message)
 
     need(int(config.batch_size) >= 1, f"batch_size must be >= 1, got {config.batch_size}.")
-    need(int(config.eval_batch_size) >= 0,
-         f"eval_batch_size must be >= 0, got {config.eval_batch_size}.")
-    need(float(config.epochs) > 0 or int(config.train_steps) > 0,
-         f"epochs must be > 0 (or train_steps set), got {config.epochs}.")
+    need(
+        int(config.eval_batch_size) >= 0,
+        f"eval_batch_size must be >= 0, got {config.eval_batch_size}.",
+    )
+    need(
+        float(config.epochs) > 0 or int(config.train_steps) > 0,
+        f"epochs must be > 0 (or train_steps set), got {config.epochs}.",
+    )
     need(int(config.train_steps) >= 0, f"train_steps must be >= 0, got {config.train_steps}.")
-    need(float(config.steps_per_epoch) >= 0,
-         f"steps_per_epoch must be >= 0, got {config.steps_per_epoch}.")
-    need(float(config.warmup_epochs) >= 0,
-         f"warmup_epochs must be >= 0, got {config.warmup_epochs}.")
+    need(
+        float(config.steps_per_epoch) >= 0,
+        f"steps_per_epoch must be >= 0, got {config.steps_per_epoch}.",
+    )
+    need(
+        float(config.warmup_epochs) >= 0, f"warmup_epochs must be >= 0, got {config.warmup_epochs}."
+    )
     need(float(config.lr) > 0, f"lr must be > 0, got {config.lr}.")
-    need(float(config.lr_decay_epochs) > 0,
-         f"lr_decay_epochs must be > 0, got {config.lr_decay_epochs}.")
-    need(0 < float(config.lr_decay_rate) <= 1,
-         f"lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}.")
+    need(
+        float(config.lr_decay_epochs) > 0,
+        f"lr_decay_epochs must be > 0, got {config.lr_decay_epochs}.",
+    )
+    need(
+        0 < float(config.lr_decay_rate) <= 1,
+        f"lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}.",
+    )
     need(0 <= float(config.ema_decay) < 1, f"ema_decay must be in [0, 1), got {config.ema_decay}.")
-    need(0 <= float(config.label_smoothing) < 1,
-         f"label_smoothing must be in [0, 1), got {config.label_smoothing}.")
-    need(float(config.weight_decay) >= 0,
-         f"weight_decay must be >= 0, got {config.weight_decay}.")
-    need(int(config.checkpoint_every) >= 1,
-         f"checkpoint_every must be >= 1, got {config.checkpoint_every}.")
+    need(
+        0 <= float(config.label_smoothing) < 1,
+        f"label_smoothing must be in [0, 1), got {config.label_smoothing}.",
+    )
+    need(float(config.weight_decay) >= 0, f"weight_decay must be >= 0, got {config.weight_decay}.")
+    need(
+        int(config.checkpoint_every) >= 1,
+        f"checkpoint_every must be >= 1, got {config.checkpoint_every}.",
+    )
     need(int(config.log_every) >= 1, f"log_every must be >= 1, got {config.log_every}.")
-    need(int(config.bn_recalibration_batches) >= 0,
-         f"bn_recalibration_batches must be >= 0, got {config.bn_recalibration_batches}.")
-    need(config.strategy in STRATEGIES,
-         f"strategy must be one of {STRATEGIES}, got {config.strategy!r}.")
+    need(
+        int(config.bn_recalibration_batches) >= 0,
+        f"bn_recalibration_batches must be >= 0, got {config.bn_recalibration_batches}.",
+    )
+    need(
+        config.strategy in STRATEGIES,
+        f"strategy must be one of {STRATEGIES}, got {config.strategy!r}.",
+    )
 
 
 def schedule_lengths(config: ml_collections.ConfigDict, num_examples: int) -> tuple[float, int]:
@@ -147,8 +165,12 @@ def _arch_summary(arch, source: str, plan: ModelPlan) -> dict[str, Any]:
     if isinstance(arch, str) and os.path.isfile(arch):
         with open(arch) as f:
             data = json.load(f)
-        out.update(file=os.path.abspath(arch), sha256=sha256_file(arch),
-                   layers=data.get("layers"), predicted_ms=data.get("predicted_ms"))
+        out.update(
+            file=os.path.abspath(arch),
+            sha256=sha256_file(arch),
+            layers=data.get("layers"),
+            predicted_ms=data.get("predicted_ms"),
+        )
     return out
 
 
@@ -201,8 +223,12 @@ def _train(config, workdir: str, arch, source: str) -> dict:
     # Before any tensor exists: cpu_replicas splits the CPU into logical devices.
     strategy = get_strategy(config.strategy, config.tpu, int(config.cpu_replicas))
     keras.utils.set_random_seed(int(config.seed))
-    data_kw = dict(data_dir=config.data_dir or None, manual_dir=config.manual_dir or None,
-                   validation_fraction=config.validation_fraction, seed=int(config.seed))
+    data_kw = dict(
+        data_dir=config.data_dir or None,
+        manual_dir=config.manual_dir or None,
+        validation_fraction=config.validation_fraction,
+        seed=int(config.seed),
+    )
     info = dataset_info(config.dataset, "train", **data_kw)
     num_classes = int(config.num_classes) if config.num_classes > 0 else info.num_classes
     plan = _model_plan(config, arch, num_classes)
@@ -214,14 +240,33 @@ def _train(config, workdir: str, arch, source: str) -> dict:
         if value % replicas:
             # tf.distribute then splits batches unevenly, which fails inside TensorFlow.
             raise TrainConfigError(f"{name}={value} is not divisible by the {replicas} replicas.")
-    train_ds, _ = build_dataset(config.dataset, "train", batch, plan.input_size, training=True,
-                                augment=config.augment, on_corrupt=config.on_corrupt, **data_kw)
-    eval_ds, eval_info = build_dataset(config.dataset, config.eval_split,
-                                       eval_batch, plan.input_size,
-                                       training=False, on_corrupt=config.on_corrupt, **data_kw)
+    train_ds, _ = build_dataset(
+        config.dataset,
+        "train",
+        batch,
+        plan.input_size,
+        training=True,
+        augment=config.augment,
+        on_corrupt=config.on_corrupt,
+        **data_kw,
+    )
+    eval_ds, eval_info = build_dataset(
+        config.dataset,
+        config.eval_split,
+        eval_batch,
+        plan.input_size,
+        training=False,
+        on_corrupt=config.on_corrupt,
+        **data_kw,
+    )
 
-    lr = MnasNetSchedule(config.lr, max(1, int(per_epoch)), config.lr_decay_epochs,
-                         config.lr_decay_rate, config.warmup_epochs)
+    lr = MnasNetSchedule(
+        config.lr,
+        max(1, int(per_epoch)),
+        config.lr_decay_epochs,
+        config.lr_decay_rate,
+        config.warmup_epochs,
+    )
     top_k = min(5, num_classes)
     with strategy.scope():
         model = compile_model(plan, config, lr)
@@ -229,20 +274,29 @@ def _train(config, workdir: str, arch, source: str) -> dict:
     ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
     resumed_from = _restore(model, ckpt_dir, plan)
     logger = TrainLogger(os.path.join(workdir, LOG_FILE), config.log_every, per_epoch, lr)
-    tensorboard = GlobalStepTensorBoard(os.path.join(workdir, TENSORBOARD_DIR),
-                                        update_freq=int(config.log_every), write_graph=False)
+    tensorboard = GlobalStepTensorBoard(
+        os.path.join(workdir, TENSORBOARD_DIR), update_freq=int(config.log_every), write_graph=False
+    )
     progress = TqdmProgress(total_steps, keys=("loss", "accuracy"), desc="train")
     params = plan.count_params()
-    print(f"spnas-train: {plan.name} ({source}), {params:,} parameters, "
-          f"{plan.input_size}x{plan.input_size}; {config.dataset} ({info.num_examples} train "
-          f"images, {num_classes} classes), batch {batch} on {strategy.num_replicas_in_sync} "
-          f"replica(s); {total_steps} steps ({per_epoch:.2f}/epoch), warm-up "
-          f"{config.warmup_epochs:g} epochs, peak lr {config.lr:g}"
-          + (f"; resuming at step {resumed_from}" if resumed_from else ""))
+    print(
+        f"spnas-train: {plan.name} ({source}), {params:,} parameters, "
+        f"{plan.input_size}x{plan.input_size}; {config.dataset} ({info.num_examples} train "
+        f"images, {num_classes} classes), batch {batch} on {strategy.num_replicas_in_sync} "
+        f"replica(s); {total_steps} steps ({per_epoch:.2f}/epoch), warm-up "
+        f"{config.warmup_epochs:g} epochs, peak lr {config.lr:g}"
+        + (f"; resuming at step {resumed_from}" if resumed_from else "")
+    )
     t0 = time.time()
     try:
-        steps = run_fit(model, train_ds, total_steps, ckpt_dir, int(config.checkpoint_every),
-                        [logger, tensorboard, progress])
+        steps = run_fit(
+            model,
+            train_ds,
+            total_steps,
+            ckpt_dir,
+            int(config.checkpoint_every),
+            [logger, tensorboard, progress],
+        )
     finally:
         progress.close()
         logger.close()
@@ -272,8 +326,9 @@ def _train(config, workdir: str, arch, source: str) -> dict:
         "eval_images": eval_info.num_examples,
         "weights": "ema" if config.ema_decay > 0 else "raw",
         "bn_recalibration_batches": recal,
-        "top1_moving_stats": (float(moving_stats_result["accuracy"])
-                              if moving_stats_result else None),
+        "top1_moving_stats": (
+            float(moving_stats_result["accuracy"]) if moving_stats_result else None
+        ),
         "steps": int(steps),
         "epochs": round(steps / per_epoch, 4),
         "params": params,
@@ -290,13 +345,17 @@ def _train(config, workdir: str, arch, source: str) -> dict:
         "config": config.to_dict(),
     }
     atomic_write_json(os.path.join(workdir, REPORT_FILE), report)
-    print(f"{plan.name}: top-1 {100 * report['top1']:.2f} %, top-{top_k} "
-          f"{100 * report['top5']:.2f} % on {eval_info.num_examples} {config.eval_split} images "
-          f"(EMA weights{', BN statistics recomputed' if recal else ''}) after {steps} steps; "
-          f"training took {seconds:.0f} s")
+    print(
+        f"{plan.name}: top-1 {100 * report['top1']:.2f} %, top-{top_k} "
+        f"{100 * report['top5']:.2f} % on {eval_info.num_examples} {config.eval_split} images "
+        f"(EMA weights{', BN statistics recomputed' if recal else ''}) after {steps} steps; "
+        f"training took {seconds:.0f} s"
+    )
     if moving_stats_result:
-        print(f"  (top-1 with the trained BN moving statistics: "
-              f"{100 * report['top1_moving_stats']:.2f} %)")
+        print(
+            f"  (top-1 with the trained BN moving statistics: "
+            f"{100 * report['top1_moving_stats']:.2f} %)"
+        )
     print(f"model: {os.path.join(workdir, MODEL_FILE)}")
     print(f"report: {os.path.join(workdir, REPORT_FILE)}")
     return report
@@ -318,12 +377,16 @@ def compile_model(plan: ModelPlan, config: ml_collections.ConfigDict, learning_r
 
     model = build_from_plan(plan, weight_decay=float(config.weight_decay))
     model.compile(
-        optimizer=MnasRMSprop(learning_rate, ema_momentum=config.ema_decay,
-                              use_ema=config.ema_decay > 0),
+        optimizer=MnasRMSprop(
+            learning_rate, ema_momentum=config.ema_decay, use_ema=config.ema_decay > 0
+        ),
         loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                 keras.metrics.TopKCategoricalAccuracy(k=min(5, plan.num_classes), name="top5")],
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=min(5, plan.num_classes), name="top5"),
+        ],
         jit_compile=bool(config.jit_compile) and not config.run_eagerly,
         run_eagerly=bool(config.run_eagerly),
     )
