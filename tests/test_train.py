@@ -144,6 +144,11 @@ def test_train_registry_arch(tmp_path, capsys):
     assert _log_steps(tmp_path) == [1]
     assert any(f.startswith("events") for _, _, fs in os.walk(tmp_path / "tb") for f in fs)
     assert not [f for f in os.listdir(tmp_path) if "partial" in f or f.endswith(".tmp")]
+    # Rerunning a finished run trains nothing and says so, on stderr.
+    report = run(
+        _config(arch="mobilenetv2_035", train_steps=1, bn_recalibration_batches=1), str(tmp_path)
+    )
+    assert report["steps"] == 1 and "at step 1, already finished" in capsys.readouterr().err
 
 
 def test_train_searched_arch_json_exports_ema_weights(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import time
 from collections import Counter
 
@@ -20,8 +21,11 @@ import numpy as np
 
 from spnas.export.tflite import ExportError
 
-DEFAULT_WARMUP = 20  # invokes before timing (allocations, caches, delegate set-up)
-DEFAULT_REPEATS = 100  # timed invokes
+# Invokes before timing (allocations, caches, delegate set-up). On our 2-core
+# VM the first few hundred invokes of a 32x32 net ran up to 30 % slower than
+# later ones, so the warm-up is longer than the usual handful.
+DEFAULT_WARMUP = 200
+DEFAULT_REPEATS = 1000  # timed invokes; min and p10 need many to be repeatable
 
 
 def litert_version() -> str:
@@ -37,7 +41,8 @@ class LatencyStats:
     """Summary of timed ``invoke()`` calls (milliseconds).
 
     Attributes:
-      median_ms, mean_ms, p10_ms, p90_ms: statistics of the timed invokes.
+      median_ms, mean_ms, p10_ms, p90_ms, min_ms: statistics of the timed
+        invokes (``min`` is the most repeatable on a shared host).
       spread: ``(p90 - p10) / median``, a scale-free noise measure.
       repeats: number of timed invokes.
       threads: interpreter threads.
@@ -50,6 +55,7 @@ class LatencyStats:
     spread: float
     repeats: int
     threads: int
+    min_ms: float = math.nan
 
     @classmethod
     def from_samples(cls, samples_ms, threads: int) -> LatencyStats:
@@ -67,6 +73,7 @@ class LatencyStats:
             spread=(p90 - p10) / median if median > 0 else float("inf"),
             repeats=int(t.size),
             threads=int(threads),
+            min_ms=float(t.min()),
         )
 
     def to_dict(self) -> dict:

@@ -101,16 +101,8 @@ class ProfileError(RuntimeError):
     """Profiling could not produce a trustworthy table."""
 
 
-@dataclasses.dataclass(frozen=True)
-class HostStats(LatencyStats):
-    """:class:`LatencyStats` plus the fastest invoke (the ``min`` statistic)."""
-
-    min_ms: float = math.nan
-
-    @classmethod
-    def from_samples(cls, samples_ms, threads: int) -> HostStats:
-        base = LatencyStats.from_samples(samples_ms, threads)
-        return cls(**dataclasses.asdict(base), min_ms=float(np.min(samples_ms)))
+# Kept as a name: host timings are LatencyStats, min included.
+HostStats = LatencyStats
 
 
 # ----------------------------------------------------------------------------- models

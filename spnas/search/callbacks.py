@@ -45,6 +45,7 @@ class SearchSchedule(keras.callbacks.Callback):
         self.keep_prob = float(keep_prob)
         self.controller = controller
         self._state = None
+        self._step = None
 
     def values(self, step: int) -> tuple[float, float]:
         if step < self.warmup_steps:
@@ -59,7 +60,11 @@ class SearchSchedule(keras.callbacks.Callback):
         self.on_train_batch_begin(0)
 
     def on_train_batch_begin(self, batch, logs=None):
-        state = self.values(_global_step(self.model))
+        step = _global_step(self.model)
+        if step == self._step:  # the first batch of a fit() right after on_train_begin
+            return
+        self._step = step  # the controller must see each step once
+        state = self.values(step)
         if state != self._state:
             self.supernet.set_runtime_lambda(state[0])
             self.supernet.set_indicator_keep_prob(state[1])

@@ -131,7 +131,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         from spnas.search.target import LambdaController
 
         controller = LambdaController(target_ms, config.target_lr, config.lambda_,
-                                      config.target_max_lambda)
+                                      config.target_max_lambda, kp=config.get("target_kp", 0.0))
     schedule = SearchSchedule(model, warmup_steps, config.lambda_, config.indicator_keep_prob,
                               controller=controller)
     logger = SearchLogger(model, os.path.join(workdir, "search_log.csv"), config.log_every,
@@ -154,6 +154,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     seconds = time.time() - t0
 
     choices = model.choices()
+    budget = None
+    if target_ms is not None and config.get("target_decode", True):
+        from spnas.search.target import decode_at_budget
+
+        budget = decode_at_budget(model.decisions(), choices, space, table, target_ms,
+                                  config.target_tolerance, strict_table=not config.table_proxy)
+        choices = budget["choices"]
     with ema_weights(model):
         # Indicator dropout during the warm-up leaves BN moving statistics that a
         # short search never washes out (0.99 momentum); recompute them for the
@@ -185,6 +192,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         from spnas.search.target import budget_verdict
 
         arch["target"] = budget_verdict(arch["predicted_ms"], target_ms, config.target_tolerance)
+        if budget is not None:
+            arch["target"]["decode"] = {
+                "method": "global shift of the indicators' relative margins (norm - t) / norm "
+                          "(spnas/search/target.py, decode_at_budget)",
+                **{k: v for k, v in budget.items() if k != "choices"},
+            }
     write_arch(os.path.join(workdir, "arch.json"), arch)
     atomic_write_json(os.path.join(workdir, "kernel_std.json"), kernel_channel_std(model))
     figures = report.make_figures(workdir)
@@ -193,6 +206,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     print(f"predicted latency: {arch['predicted_ms']:.3f} ms on {table.device!r} "
           f"(exact table sum {arch['predicted_ms_exact']:.3f} ms)")
     if target_ms is not None:
+        if budget is not None and budget["changed_layers"]:
+            print(f"budget decode: margin shift {budget['shift']:+.3f} changed layers "
+                  f"{', '.join(map(str, budget['changed_layers']))} (the plain decode predicts "
+                  f"{budget['unshifted_predicted_ms']:.3f} ms)")
         print(arch["target"]["message"])
     print(f"supernet validation accuracy (EMA weights): {val['accuracy']:.4f}; search took {seconds:.0f} s")
     print(f"arch.json: {os.path.join(workdir, 'arch.json')}")

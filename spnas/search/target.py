@@ -2,42 +2,80 @@
 
 The paper tunes lambda by hand until the searched net lands near 80 ms. Here
 lambda is the Lagrange multiplier of the equality constraint ``ln(R / T) = 0``
-and is adapted by dual ascent after the warm-up:
+and is set by a PI controller on the error ``e = ln(R / T)`` after the warm-up,
+in velocity form:
 
-    lambda <- clip(lambda + eta * ln(R / T), -lambda_max, lambda_max)
+    lambda <- clip(lambda + eta * e_k + kp * (e_k - e_{k-1}), -lambda_max, lambda_max)
 
-R is the predicted runtime of the current hard decisions. Above the target
-lambda grows and the runtime loss pushes thresholds up (fewer, smaller ops);
-below it lambda shrinks and may turn negative, which rewards runtime and lets
-the net grow back to the budget: the target is a point, not only a ceiling.
+R is the predicted runtime of the current hard decisions. The integral part
+(``eta``, plain dual ascent) finds the lambda at which the runtime loss balances
+the pull of the cross-entropy towards bigger nets; the proportional part
+(``kp``) reacts at once when R crosses the target, which damps the overshoot
+that pure dual ascent shows with these all-or-nothing decisions (the integral
+keeps pushing until R has gone well past T). This is the PID-Lagrangian idea
+of Stooke et al., "Responsive Safety in Reinforcement Learning by PID Lagrangian
+Methods", ICML 2020. Above the target lambda grows and the runtime loss pushes
+thresholds up (fewer, smaller ops); below it lambda shrinks and may turn
+negative, which rewards runtime and lets the net grow back to the budget: the
+target is a point, not only a ceiling.
+
+The velocity form needs no state beyond lambda (a model variable, so it is
+checkpointed) and the previous error; after a resume the first update has no
+previous error and applies the integral part only. Clipping the velocity form
+is also its anti-windup.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+from spnas.latency.runtime_model import predict_ms
+from spnas.latency.table import LatencyTable
+from spnas.search.decode import choice_from_decisions
+from spnas.search.space import SearchSpace
+
+# Indicator -> (norm key, threshold key) in Supernet.decisions().
+INDICATORS = {"d5x5": ("norm5x5", "t5x5"), "d100c": ("norm100c", "t100c"),
+              "d50c": ("norm50c", "t50c")}
 
 
 class LambdaController:
-    """Dual ascent on lambda towards ``target_ms``.
+    """PI control of lambda towards ``target_ms`` (``kp = 0``: plain dual ascent).
 
     Args:
       target_ms: the latency budget T (ms, on the search's table).
-      eta: dual step size per optimizer step.
+      eta: integral gain (dual step size) per optimizer step.
       initial_lambda: lambda when the warm-up ends.
       max_lambda: bound on |lambda|.
+      kp: proportional gain.
     """
 
-    def __init__(self, target_ms: float, eta: float, initial_lambda: float, max_lambda: float):
+    def __init__(self, target_ms: float, eta: float, initial_lambda: float, max_lambda: float,
+                 kp: float = 0.0):
         if target_ms <= 0:
             raise ValueError(f"target_ms must be positive, got {target_ms}.")
+        if eta < 0 or kp < 0 or max_lambda <= 0:
+            raise ValueError(
+                f"Need target_lr >= 0, target_kp >= 0 and target_max_lambda > 0, got "
+                f"{eta}, {kp} and {max_lambda}.")
         self.target_ms = float(target_ms)
         self.eta = float(eta)
+        self.kp = float(kp)
         self.initial_lambda = float(initial_lambda)
         self.max_lambda = float(max_lambda)
+        self._last_error: float | None = None
 
     def next_lambda(self, current: float, runtime_ms: float, first: bool = False) -> float:
-        lam = self.initial_lambda if first else current
-        lam += self.eta * math.log(runtime_ms / self.target_ms)
+        """Lambda for the next step, from the current one and the current runtime."""
+        error = math.log(runtime_ms / self.target_ms)
+        if first:
+            lam, previous = self.initial_lambda, 0.0
+        else:
+            lam = current
+            previous = error if self._last_error is None else self._last_error
+        self._last_error = error
+        lam += self.eta * error + self.kp * (error - previous)
         return max(-self.max_lambda, min(self.max_lambda, lam))
 
 
@@ -52,3 +90,87 @@ def budget_verdict(predicted_ms: float, target_ms: float, tolerance: float) -> d
     )
     return {"target_ms": target_ms, "predicted_ms": predicted_ms, "error_pct": 100 * error,
             "tolerance_pct": 100 * tolerance, "within_tolerance": ok, "message": message}
+
+
+def _relative_margins(decisions: Sequence[dict]) -> dict[tuple[int, str], float]:
+    """(layer index, indicator) -> (norm - t) / norm: > 0 on, < 0 off, 1 when t = 0."""
+    out = {}
+    for d in decisions:
+        for name, (norm_key, t_key) in INDICATORS.items():
+            if d.get(t_key) is None:  # no such threshold (d50c where skip is not allowed)
+                continue
+            norm, t = float(d[norm_key]), float(d[t_key])
+            out[(int(d["index"]), name)] = (norm - t) / norm if norm > 0 else -math.inf
+    return out
+
+
+def decode_at_budget(
+    decisions: Sequence[dict],
+    base_choices: Sequence[str],
+    space: SearchSpace,
+    table: LatencyTable,
+    target_ms: float,
+    tolerance: float,
+    strict_table: bool = True,
+) -> dict:
+    """The decoded net nearest to the trained decisions whose latency is at the target.
+
+    The trained supernet decodes indicator ``i`` as on when ``norm_i > t_i``,
+    i.e. when its relative margin ``(norm_i - t_i) / norm_i`` is above 0. This
+    shifts that cut-off by one global ``s`` for every indicator (on when the
+    margin is above ``s``): ``s > 0`` drops the least certain groups first,
+    ``s < 0`` adds back the groups that came closest to their thresholds. The
+    predicted latency falls step by step as ``s`` grows; among the shifts whose
+    net is within ``tolerance`` of ``target_ms``, the one with the smallest
+    ``|s|`` wins (``s = 0``, the plain decode, when it is already within). If
+    none is within, the net nearest to the target is taken and the verdict says
+    it is outside.
+
+    Returns:
+      A dict with ``choices``, ``shift``, ``predicted_ms`` (paper model), the
+      ``changed_layers`` and the plain decode's ``unshifted_choices`` and
+      ``unshifted_predicted_ms``.
+    """
+    margins = _relative_margins(decisions)
+    by_index = {int(d["index"]): d for d in decisions}
+
+    def choices_at(shift: float) -> list[str]:
+        out = list(base_choices)
+        for spec in space.layers():
+            if not spec.searchable:
+                continue
+            d = by_index[spec.index]
+            on = {name: (margins[(spec.index, name)] > shift
+                         if (spec.index, name) in margins else float(d[name]) > 0.5)
+                  for name in INDICATORS}
+            out[spec.index] = choice_from_decisions(on["d5x5"], on["d100c"], on["d50c"])
+        return out
+
+    def latency(choices):
+        return predict_ms(table, choices, space, model="paper", strict=strict_table)
+
+    # One shift per distinct net: the plain decode (0), below every margin
+    # (everything on) and at each margin (it and all below it off). Each net
+    # is reached by the smallest |s| of its interval; 0 is the plain decode.
+    values = sorted({v for v in margins.values() if math.isfinite(v)})
+    shifts = sorted({0.0, (values[0] - 1.0) if values else -1.0, *values}, key=abs)
+    best = None
+    for shift in shifts:
+        choices = choices_at(shift)
+        ms = latency(choices)
+        error = abs(ms / target_ms - 1.0)
+        key = (error > tolerance, error if error > tolerance else 0.0, abs(shift))
+        if best is None or key < best[0]:
+            best = (key, shift, choices, ms)
+        if error <= tolerance:  # shifts are in order of |s|: the first hit is the nearest
+            break
+    _, shift, choices, ms = best
+    plain = choices_at(0.0)
+    return {
+        "choices": choices,
+        "shift": shift,
+        "predicted_ms": ms,
+        "changed_layers": [i for i, (a, b) in enumerate(zip(plain, choices)) if a != b],
+        "unshifted_choices": plain,
+        "unshifted_predicted_ms": latency(plain),
+    }

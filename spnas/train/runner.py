@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 import keras
 import numpy as np
@@ -146,6 +147,14 @@ def run_fit(
     """
     step = restore_checkpoint(model, checkpoint_dir)
     if step >= total_steps:
+        # Nothing to train: the run had finished, or the config now asks for
+        # fewer steps than the checkpoint holds. Say so rather than silently
+        # report a model trained under another config.
+        what = ("already finished" if step == total_steps else
+                f"past the {total_steps} steps the config now asks for")
+        print(f"note: the checkpoint in {checkpoint_dir} is at step {step}, {what}; nothing is "
+              "trained. Remove that folder (or use another workdir) to start over.",
+              file=sys.stderr)
         return step
     chunk = max(1, min(int(checkpoint_every), total_steps))
     callbacks = [_NanGuard(), *(callbacks or []), _ChunkCheckpoint(checkpoint_dir)]
