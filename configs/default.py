@@ -11,8 +11,8 @@ Command:
 Expected: about 3-4 minutes on 2 free CPU cores (200 steps: 125 warm-up steps with
 lambda = 0, then lambda = 0.02); writes arch.json, search_log.csv,
 fig4_ce_runtime.png and fig6_kernel_std.png in the workdir. On the shipped table
-the space spans 0.111-0.580 ms; lambda = 0.2 brought the predicted runtime from
-0.580 to 0.320 ms in 75 steps in our runs (bench/search_sweep.py --lambdas=...).
+the space spans 0.094-0.540 ms; lambda = 0.2 brought the predicted runtime from
+0.540 to 0.312 ms in 75 steps in our runs (bench/search_sweep.py --lambdas=...).
 Knobs: --config.lambda_=0.2 --config.epochs=16 --config.latency_table=PATH
        --config.target_ms=0.4 (latency-target mode instead of a fixed lambda).
 """

@@ -56,13 +56,22 @@ def run(search_config, train_config, workdir: str) -> dict:
     table = arch["latency_table"] or {}
     # Compare like with like: the statistic the table was profiled with (the
     # shipped CPU table holds the min of the invokes; the paper's, the median).
-    statistic = "median"
+    statistic, drift = "median", None
     if table.get("path") and os.path.exists(table["path"]):
+        from spnas.latency.drift import measure_with_drift
         from spnas.latency.profile import statistic_of
         from spnas.latency.table import load_table
+        from spnas.search.space import SearchSpace
 
-        profiled = statistic_of(load_table(table["path"]))
+        loaded = load_table(table["path"])
+        profiled = statistic_of(loaded)
         statistic = profiled if profiled in ("min", "p10") else "median"
+        if not search_config.get("table_proxy", False):
+            # The host's speed now vs when the table was profiled (tables made
+            # with --calibrate); see spnas/latency/drift.py.
+            with open(os.path.join(workdir, "model_float.tflite"), "rb") as f:
+                drift = measure_with_drift(f.read(), loaded, SearchSpace.from_dict(arch["space"]),
+                                           statistic=statistic)
     measured = exported["float"]["latency"]
     summary = {
         "workdir": os.path.abspath(workdir),
@@ -74,6 +83,7 @@ def run(search_config, train_config, workdir: str) -> dict:
         "measured_ms_p10": measured["p10_ms"],
         "measured_ms_min": measured["min_ms"],
         "table_statistic": statistic,
+        "host_drift": drift,
         "top1": trained.get("top1"),
         "top5": trained.get("top5"),
         "int8_top1_agreement_pct": exported["int8"].get("top1_agreement_pct"),
@@ -87,6 +97,18 @@ def run(search_config, train_config, workdir: str) -> dict:
     for line in summary_table(summary):
         print(line)
     return summary
+
+
+def drift_rows(s: dict) -> list[str]:
+    """Rows on the host's speed drift since the table was profiled (if measured)."""
+    d = s.get("host_drift")
+    if not d:
+        return []
+    err = 100.0 * (s["predicted_ms_exact"] / d["measured_ms_at_profiling_speed"] - 1.0)
+    return [
+        f"| {'host speed now / at profiling (' + str(d['n']) + ' nets)':<38} | {d['drift']:>13.3f}x |",
+        f"| {'prediction error at profiling speed':<38} | {err:>+12.1f} % |",
+    ]
 
 
 def summary_table(s: dict) -> list[str]:
@@ -104,6 +126,7 @@ def summary_table(s: dict) -> list[str]:
         f"| {'predicted latency (exact table sum)':<38} | {s['predicted_ms_exact']:>11.4f} ms |",
         f"| {'measured float TFLite (' + s['table_statistic'] + ', 1 thread)':<38} | {measured:>11.4f} ms |",
         f"| {'prediction error (exact vs measured)':<38} | {err:>+12.1f} % |",
+        *drift_rows(s),
         f"| {'top-1 / top-5 (EMA, validation)':<38} | {pct(s['top1']):>6} / {pct(s['top5'])} |",
         f"| {'int8 top-1 agreement with Keras':<38} | {pct(s['int8_top1_agreement_pct'], 1):>14} |",
         f"| {'model size float / int8':<38} | {s['float_bytes'] / 1024:>5.0f} / {s['int8_bytes'] / 1024:.0f} KB |",

@@ -45,7 +45,9 @@ def _read_log(path: str) -> dict[str, np.ndarray]:
     return {k: col(k) for k in ("step", "ce", "runtime_ms", "lambda", "keep_prob", "loss")}
 
 
-def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None) -> str:
+def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None,
+              decoded_ms: float | None = None) -> str:
+    """CE, R and lambda over the search; ``decoded_ms`` marks the decoded net's latency."""
     plt = _plt()
     log = _read_log(log_csv)
     step = log["step"]
@@ -56,6 +58,9 @@ def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None) -> str
     ax2.plot(step, log["runtime_ms"], color="tab:red", label="predicted runtime R")
     if target_ms:
         ax2.axhline(target_ms, color="k", ls=":", label=f"target {target_ms:g} ms")
+    if decoded_ms:
+        ax2.plot([step[-1]], [decoded_ms], marker="*", ms=12, color="tab:purple", ls="none",
+                 label=f"decoded net {decoded_ms:.4g} ms")
     ax2.set_ylabel("R (ms)")
     ax2.set_xlabel("search step")
     ax2.grid(alpha=0.3)
@@ -68,7 +73,7 @@ def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None) -> str
     lam.set_ylabel("lambda", color="tab:green")
     h1, l1 = ax2.get_legend_handles_labels()
     h2, l2 = lam.get_legend_handles_labels()
-    ax2.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
+    ax2.legend(h1 + h2, l1 + l2, loc="best", fontsize=8, framealpha=0.8)
     ax1.legend(loc="upper right", fontsize=8)
     fig.suptitle("Single-Path NAS search: CE and runtime (cf. paper Fig. 4)")
     fig.tight_layout()
@@ -125,7 +130,8 @@ def make_figures(workdir: str) -> list[str]:
             arch = json.load(f)
     log_csv = os.path.join(workdir, "search_log.csv")
     if os.path.exists(log_csv):
-        out.append(plot_fig4(log_csv, os.path.join(workdir, FIG4), arch.get("target_ms")))
+        out.append(plot_fig4(log_csv, os.path.join(workdir, FIG4), arch.get("target_ms"),
+                             arch.get("predicted_ms")))
     std_json = os.path.join(workdir, "kernel_std.json")
     if os.path.exists(std_json):
         out.append(plot_fig6(std_json, os.path.join(workdir, FIG6), arch.get("layers")))
