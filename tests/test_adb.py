@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from tiny_spaces import ONE_LAYER
 
 from spnas.latency.adb import (
     AdbError,
@@ -245,12 +246,6 @@ def test_unparseable_output_and_timeout(device):
         target.connect()
         target.timeout_s = 1  # the fake benchmark sleeps 4 s
         target.measure([b"a"], repeats=2)
-
-
-ONE_LAYER = dict(
-    blocks=["r1_k3_s11_e1_i32_o16_noskip", "r1_k5_s22_e6_i16_o24"],
-    input_size=16, width=0.25, head_channels=64, num_classes=10,
-)
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tiny_spaces import ONE_LAYER
 
 from spnas.latency.drift import calibration_nets, measure_with_drift
 from spnas.latency.profile import (
@@ -12,15 +13,6 @@ from spnas.latency.profile import (
     table_from_profile,
 )
 from spnas.search.space import SearchSpace, embedded_space
-
-# Stem s2 -> fixed e1 layer -> one searchable layer -> head (as in test_profile.py).
-ONE_LAYER = dict(
-    blocks=("r1_k3_s11_e1_i32_o16_noskip", "r1_k5_s22_e6_i16_o24"),
-    input_size=16,
-    width=0.25,
-    head_channels=64,
-    num_classes=10,
-)
 
 
 def test_shipped_table_calibration_nets_reproduce_its_scale():

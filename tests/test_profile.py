@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from tiny_spaces import ONE_LAYER, TINY
 
 from spnas.latency import LatencyTableError, load_table, save_table
 from spnas.latency import tables as shipped
@@ -19,18 +20,6 @@ from spnas.latency.profile import (
     table_from_profile,
 )
 from spnas.search.space import CANDIDATES, SearchSpace, embedded_space
-
-# Stem s2 -> fixed e1 layer -> one searchable block of two layers (s2, then s1
-# with a residual) -> head; width 0.25 makes every width 8 channels.
-TINY = dict(
-    blocks=("r1_k3_s11_e1_i32_o16_noskip", "r2_k5_s22_e6_i16_o24"),
-    input_size=16,
-    width=0.25,
-    head_channels=64,
-    num_classes=10,
-)
-# The same with one searchable layer: 7 models to convert instead of 11.
-ONE_LAYER = {**TINY, "blocks": ("r1_k3_s11_e1_i32_o16_noskip", "r1_k5_s22_e6_i16_o24")}
 
 
 @pytest.fixture(scope="module")
