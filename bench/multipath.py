@@ -27,8 +27,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from spnas.latency.table import LatencyTable
-from spnas.search.space import BN_EPSILON, BN_MOMENTUM, CANDIDATES, SKIP, SearchSpace, parse_choice
+from spnas.tables.table import LatencyTable
+from spnas.space import BN_EPSILON, BN_MOMENTUM, CANDIDATES, SKIP, SearchSpace, parse_choice
 from spnas.search.supernet import RUNTIME_LOSS_SCALE, WEIGHT_DECAY, latency_config
 from spnas.superkernel.block import CONV_INIT, SearchableMBConv
 

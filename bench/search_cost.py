@@ -67,7 +67,7 @@ class BenchConfigError(ValueError):
 # -- configuration ----------------------------------------------------------------------
 def make_space(cfg: dict):
     """The search space of a resolved config."""
-    from spnas.search.space import SearchSpace, embedded_space
+    from spnas.space import SearchSpace, embedded_space
 
     base = embedded_space(cfg["num_classes"]) if cfg["space"] == "embedded" else SearchSpace()
     return dataclasses.replace(
@@ -84,7 +84,7 @@ def load_benchmark_table(path: str | None, space):
     if path is None:
         return None
     from spnas.latency import load_table
-    from spnas.search.space import SearchSpace
+    from spnas.space import SearchSpace
 
     paper = SearchSpace(num_classes=space.num_classes, dropout=space.dropout)
     if space != paper:

@@ -3,7 +3,7 @@
 Data: the 1,797 8x8 handwritten digits of scikit-learn (real scans, no network),
 upsampled to 32x32 RGB; 90 % train / 10 % validation. Space: the paper's 22
 layers (20 searchable) at width 0.5 with strides for 32x32 inputs
-(`spnas.search.space.embedded_space`). Latency table: `embedded_cpu`, profiled
+(`spnas.space.embedded_space`). Latency table: `embedded_cpu`, profiled
 on a 2-core x86 CPU with the LiteRT interpreter (1 thread) and shipped with spnas.
 
 Command:
@@ -19,7 +19,7 @@ Knobs: --config.lambda_=0.2 --config.epochs=16 --config.latency_table=PATH
 
 import ml_collections
 
-from spnas.search.space import PAPER_BLOCK_STRINGS
+from spnas.space import PAPER_BLOCK_STRINGS
 from spnas.train.schedule import LR_PER_256
 
 
@@ -34,7 +34,7 @@ def get_config(arg=None):
     c.validation_fraction = 0.1
     c.augment = ml_collections.FieldReference(None, field_type=str)
     c.num_classes = -1  # -1: from the dataset
-    # Search space (spnas.search.space.SearchSpace fields).
+    # Search space (spnas.space.SearchSpace fields).
     c.space = ml_collections.ConfigDict(
         dict(
             blocks=list(PAPER_BLOCK_STRINGS),

@@ -20,7 +20,7 @@ is detected and imported).
 """
 
 from spnas.configs_path import load_config
-from spnas.search.space import PAPER_BLOCK_STRINGS
+from spnas.space import PAPER_BLOCK_STRINGS
 
 
 def get_config(arg=None):

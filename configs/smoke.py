@@ -1,6 +1,6 @@
 """Smoke variant: the default search shrunk to seconds of training on a CPU.
 
-A 6-layer space (4 searchable layers: `spnas.search.space.smoke_space`) with its
+A 6-layer space (4 searchable layers: `spnas.space.smoke_space`) with its
 own shipped table (`smoke_cpu`, profiled like `embedded_cpu`), batch 16, 8 steps.
 
 Command:
@@ -10,7 +10,7 @@ the architecture it decodes is not meaningful, the plumbing is.
 """
 
 from spnas.configs_path import load_config
-from spnas.search.space import SMOKE_BLOCK_STRINGS
+from spnas.space import SMOKE_BLOCK_STRINGS
 
 
 def get_config(arg=None):

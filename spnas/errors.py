@@ -1,24 +1,21 @@
-"""The errors a command-line run reports as one clear line (no stack trace)."""
+"""The error types of spnas.
+
+Every error spnas raises on purpose derives from :class:`SpnasError`. A
+:class:`UserError` is about the user's input (a file, a config value, a
+dataset): the command-line tools print it as one line naming what is wrong and
+exit with status 2 (:mod:`spnas.cli`), as they do for an ``OSError`` (a missing
+or unreadable file). Anything else is a bug and keeps its traceback.
+
+``UserError`` is also a ``ValueError``, so callers that caught ``ValueError``
+from spnas before these types existed keep working.
+"""
 
 from __future__ import annotations
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from spnas.latency.table import LatencyTableError
-    from spnas.search.decode import ArchError
-    from spnas.train.runner import TrainingDivergedError
-
-    errors: list[type[BaseException]] = [
-        LatencyTableError, ArchError, TrainingDivergedError, FileNotFoundError, PermissionError,
-        ValueError,
-    ]
-    try:
-        from spnas.data import DatasetError
-
-        errors.append(DatasetError)
-    except ImportError:
-        pass
-    return tuple(errors)
+class SpnasError(Exception):
+    """Base class of every error spnas raises on purpose."""
 
 
-USER_ERRORS = _user_errors()
+class UserError(SpnasError, ValueError):
+    """Bad input: the message names the file, key or value and what is allowed."""

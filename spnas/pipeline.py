@@ -60,8 +60,8 @@ def run(search_config, train_config, workdir: str) -> dict:
     if table.get("path") and os.path.exists(table["path"]):
         from spnas.latency.drift import measure_with_drift
         from spnas.latency.profile import statistic_of
-        from spnas.latency.table import load_table
-        from spnas.search.space import SearchSpace
+        from spnas.space import SearchSpace
+        from spnas.tables.table import load_table
 
         loaded = load_table(table["path"])
         profiled = statistic_of(loaded)

@@ -274,7 +274,7 @@ def layer_params(space, index, choice):
 def test_profile_and_validate_on_the_fake_device(device, no_conversion):
     from spnas.latency.profile import ProfileError, profile_table
     from spnas.latency.validate import validate
-    from spnas.search.space import SearchSpace
+    from spnas.space import SearchSpace
 
     space = SearchSpace(**ONE_LAYER)
     table = profile_table(space, target=device.target(rounds=1), statistic="avg", repeats=4,
@@ -342,7 +342,7 @@ def test_cli_profile_without_the_device_writes_nothing(device, tmp_path):
 @pytest.mark.slow
 def test_cli_profile_on_the_fake_device(device, tmp_path):
     from spnas.latency import load_table
-    from spnas.search.space import SearchSpace
+    from spnas.space import SearchSpace
 
     r = _cli("profile", *_cli_flags(device, tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]

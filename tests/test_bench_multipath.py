@@ -24,8 +24,8 @@ from bench.search_cost import (  # noqa: E402
     expected_threshold_params,
     load_benchmark_table,
 )
-from spnas.latency.table import LatencyTable  # noqa: E402
-from spnas.search.space import CANDIDATES, SearchSpace, embedded_space  # noqa: E402
+from spnas.tables.table import LatencyTable  # noqa: E402
+from spnas.space import CANDIDATES, SearchSpace, embedded_space  # noqa: E402
 from spnas.search.supernet import build_supernet  # noqa: E402
 
 # Stem 8 ch, s1; layer 0 fixed e1 k3 8->8; layers 1-2 searchable (1: s2, 8->16,

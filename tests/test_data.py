@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from spnas.data import DatasetError, DatasetInfo, build_dataset, dataset_info
 from spnas.data.splits import stratified_split
-from spnas.search.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
+from spnas.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
 
 CIFAR_CLASSES = (
     "airplane",

@@ -6,7 +6,7 @@ import pytest
 
 from spnas.latency import load_table
 from spnas.models import get_arch
-from spnas.search.decode import (
+from spnas.arch.handoff import (
     ARCH_FORMAT,
     ArchError,
     choice_from_decisions,
@@ -15,7 +15,7 @@ from spnas.search.decode import (
     stage_strings,
     write_arch,
 )
-from spnas.search.space import SearchSpace, embedded_space, uniform_choices
+from spnas.space import SearchSpace, embedded_space, uniform_choices
 
 
 def test_choice_from_decisions_no_swap():

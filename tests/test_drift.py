@@ -12,13 +12,13 @@ from spnas.latency.profile import (
     profile_space,
     table_from_profile,
 )
-from spnas.search.space import SearchSpace, embedded_space
+from spnas.space import SearchSpace, embedded_space
 
 
 def test_shipped_table_calibration_nets_reproduce_its_scale():
-    from spnas.latency import tables
-    from spnas.latency.runtime_model import predict_ms
-    from spnas.latency.table import load_table
+    from spnas.tables import shipped as tables
+    from spnas.tables.runtime_model import predict_ms
+    from spnas.tables.table import load_table
 
     table = load_table(tables.path("embedded_cpu"))
     space = embedded_space()
@@ -48,9 +48,9 @@ def test_measure_with_drift(calibrated):
 
 
 def test_uncalibrated_table_gives_none():
-    from spnas.latency import tables
-    from spnas.latency.table import load_table
-    from spnas.search.space import smoke_space
+    from spnas.tables import shipped as tables
+    from spnas.tables.table import load_table
+    from spnas.space import smoke_space
 
     table = load_table(tables.path("smoke_cpu"))
     assert calibration_nets(table, smoke_space()) == []

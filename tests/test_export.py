@@ -31,7 +31,7 @@ def _digits():
     """All 1,797 digits as normalised float32 [N, 32, 32, 3] and one-hot labels."""
     from sklearn.datasets import load_digits
 
-    from spnas.search.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
+    from spnas.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
 
     d = load_digits()
     grey = d.images.astype(np.float32) * (255.0 / 16.0)  # grey levels 0..16 -> 0..255

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from spnas.models import build_model, count_params, get_arch, list_archs
-from spnas.models.arch_string import StageSpec, decode, decode_all, encode
-from spnas.models.plan import ArchitectureError, plan_model
-from spnas.models.registry import UnknownArchError
-from spnas.search.decode import ArchError, make_arch, write_arch
-from spnas.search.space import SKIP, SearchSpace, embedded_space, parse_choice, uniform_choices
+from spnas.arch.stages import StageSpec, decode, decode_all, encode
+from spnas.arch.plan import ArchitectureError, plan_model
+from spnas.arch.registry import UnknownArchError
+from spnas.arch.handoff import ArchError, make_arch, write_arch
+from spnas.space import SKIP, SearchSpace, embedded_space, parse_choice, uniform_choices
 
 # name -> golden count. Source / derivation of each figure:
 GOLDEN = {
@@ -111,7 +111,7 @@ def test_search_space_entries_keep_choices():
         if name.startswith("spnas_pixel1"):
             assert entry.choices is not None and entry.space.width == entry.width
             # Unscaled stages = the decoded choices at width 1; head as SearchSpace.
-            from spnas.search.decode import stage_strings
+            from spnas.arch.handoff import stage_strings
 
             assert list(entry.stages) == stage_strings(SearchSpace(), entry.choices)
             assert plan_model(name).head_channels == entry.space.head_filters

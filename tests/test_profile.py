@@ -9,7 +9,7 @@ import pytest
 from tiny_spaces import ONE_LAYER, TINY
 
 from spnas.latency import LatencyTableError, load_table, save_table
-from spnas.latency import tables as shipped
+from spnas.tables import shipped
 from spnas.latency.profile import (
     ProfileError,
     measure_network,
@@ -19,7 +19,7 @@ from spnas.latency.profile import (
     resolve_space,
     table_from_profile,
 )
-from spnas.search.space import CANDIDATES, SearchSpace, embedded_space
+from spnas.space import CANDIDATES, SearchSpace, embedded_space
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from spnas.latency import latency_range_ms, load_table, predict_ms
-from spnas.latency import tables as shipped
-from spnas.search.decode import load_arch
+from spnas.tables import shipped
+from spnas.arch.handoff import load_arch
 from spnas.search.random_search import (
     RandomSearchError,
     layer_options,
@@ -19,7 +19,7 @@ from spnas.search.random_search import (
     run,
     sample_choices,
 )
-from spnas.search.space import CANDIDATES, SKIP, SearchSpace, smoke_space, validate_choices
+from spnas.space import CANDIDATES, SKIP, SearchSpace, smoke_space, validate_choices
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from spnas.configs_path import load_config
-from spnas.search.decode import load_arch
+from spnas.arch.handoff import load_arch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

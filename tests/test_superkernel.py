@@ -11,7 +11,7 @@ import pytest
 from backend_utils import gradients
 from keras import ops
 
-from spnas.latency.runtime_model import layer_runtime_paper
+from spnas.tables.runtime_model import layer_runtime_paper
 from spnas.superkernel import SuperkernelDepthwiseConv, indicator
 
 C = 12  # 6 x 2 input channels

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from spnas.latency.table import LatencyTable
+from spnas.tables.table import LatencyTable
 from spnas.models import blocks
-from spnas.search.space import CANDIDATES, SearchSpace, embedded_space, uniform_choices
+from spnas.space import CANDIDATES, SearchSpace, embedded_space, uniform_choices
 from spnas.search.supernet import RUNTIME_LOSS_SCALE, Supernet, build_supernet, latency_config
 
 TINY = SearchSpace(
@@ -98,7 +98,7 @@ def test_forced_thresholds_decode_and_predict():
                 block.conv_dw.t50c.assign(1e6)
                 wanted[spec.index] = "skip"
     assert model.choices() == wanted
-    from spnas.latency.runtime_model import predict_ms
+    from spnas.tables.runtime_model import predict_ms
 
     got = float(ops.convert_to_numpy(model.runtime_ms()))
     assert got == pytest.approx(predict_ms(table, wanted, TINY), rel=1e-6)

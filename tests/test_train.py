@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from spnas.configs_path import load_config
-from spnas.models.plan import plan_model
-from spnas.search.decode import make_arch, write_arch
-from spnas.search.space import SKIP, embedded_space, uniform_choices
+from spnas.arch.plan import plan_model
+from spnas.arch.handoff import make_arch, write_arch
+from spnas.space import SKIP, embedded_space, uniform_choices
 from spnas.train.run import (
     ARCH_FILE,
     LOG_FILE,
@@ -225,7 +225,7 @@ def test_bn_recalibration_averages_batch_statistics():
 
 
 def test_unknown_format_in_process(tmp_path):
-    from spnas.search.decode import ArchError
+    from spnas.arch.handoff import ArchError
     from spnas.train.run import run
 
     path = tmp_path / "other.json"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from spnas.latency import load_table, predict_ms
-from spnas.latency import tables as shipped
+from spnas.tables import shipped
 from spnas.latency.validate import error_metrics, validate, write_report
 from spnas.search.random_search import sample_choices
-from spnas.search.space import smoke_space, validate_choices
+from spnas.space import smoke_space, validate_choices
 
 
 def test_error_metrics():
@@ -127,7 +127,7 @@ def _stats(ms):
 
 def test_overhead_is_paid_once_per_network():
     from spnas.latency.profile import MIN_AFTER_OVERHEAD, Profile, table_from_profile
-    from spnas.search.space import CANDIDATES, SearchSpace
+    from spnas.space import CANDIDATES, SearchSpace
 
     space = SearchSpace(**TINY)
     o = 0.002

@@ -10,7 +10,7 @@ ImageNet), then builds the same ``tf.data`` pipeline for all of them:
 
 and finally ``prefetch``. Images are normalised with the ImageNet mean and
 standard deviation times 255 used by MnasNet and the paper's release
-(``spnas.search.space.IMAGENET_MEAN_RGB`` / ``IMAGENET_STDDEV_RGB``); labels are
+(``spnas.space.IMAGENET_MEAN_RGB`` / ``IMAGENET_STDDEV_RGB``); labels are
 one-hot float32. Auto-sharding is by DATA so each worker of a
 MultiWorkerMirroredStrategy sees a disjoint share of every source, including
 sources that are not file based (the embedded digits, path lists).
@@ -39,7 +39,7 @@ from spnas.data.source import (
 )
 from spnas.data.tfds_source import NAME_RE as TFDS_NAME_RE
 from spnas.data.tfds_source import tfds_info, tfds_source
-from spnas.search.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
+from spnas.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from spnas.errors import UserError
+
 SPLITS = ("train", "validation")
 AUGMENTS = ("mnasnet", "flip", "none")
 ON_CORRUPT = ("error", "skip")
@@ -25,7 +27,7 @@ ACCEPTED_NAMES = (
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """Bad input to the data pipelines: unknown name, missing data, corrupt files."""
 
 

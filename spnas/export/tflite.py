@@ -43,11 +43,13 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from absl import logging as absl_logging
 
+from spnas.errors import UserError
+
 DEFAULT_NUM_CALIBRATION = 200  # images fed to the int8 calibrator
 METHODS = ("saved_model", "graph")
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """A model cannot be converted, loaded or run as asked."""
 
 

@@ -41,6 +41,8 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 
+from spnas.errors import UserError
+
 DEFAULT_REMOTE_DIR = "/data/local/tmp/spnas"  # world-writable scratch on every Android device
 DEFAULT_TIMEOUT_S = 600.0  # per adb call; a benchmark of one 224x224 net takes seconds
 DEFAULT_ROUNDS = 3  # benchmark_model calls per model, interleaved across models
@@ -48,7 +50,7 @@ DEFAULT_ROUNDS = 3  # benchmark_model calls per model, interleaved across models
 ADB_STATISTICS = ("avg", "min")
 
 
-class AdbError(RuntimeError):
+class AdbError(UserError, RuntimeError):
     """adb, the device or benchmark_model cannot do what was asked."""
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spnas.latency.table import LatencyTable
-from spnas.search.space import SearchSpace
+from spnas.space import SearchSpace
+from spnas.tables.table import LatencyTable
 
 
 def calibration_nets(table: LatencyTable, space: SearchSpace) -> list[tuple[list[str], float]]:
@@ -29,7 +29,7 @@ def calibration_nets(table: LatencyTable, space: SearchSpace) -> list[tuple[list
     ratios measured / predicted against the unscaled entries and then scaled
     every entry by their median, so measured = ratio / scale * (scaled exact sum).
     """
-    from spnas.latency.runtime_model import predict_ms
+    from spnas.tables.runtime_model import predict_ms
 
     calibration = table.extra.get("calibration") or {}
     archs, ratios = calibration.get("archs") or [], calibration.get("ratios") or []

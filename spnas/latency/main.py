@@ -20,7 +20,7 @@
 one-layer TFLite model with the LiteRT interpreter on this host
 (:mod:`spnas.latency.profile`) and writes the table atomically, only when
 profiling has finished. ``--space`` takes ``embedded``
-(:func:`spnas.search.space.embedded_space`), ``paper`` (the 224x224 ImageNet
+(:func:`spnas.space.embedded_space`), ``paper`` (the 224x224 ImageNet
 space) or a JSON file holding a search-space dict (or an ``arch.json``, whose
 ``space`` is used). The embedded table takes about a minute on a 2-core host.
 ``--target=adb`` times the same models on an Android device with the
@@ -41,10 +41,10 @@ import sys
 
 from absl import app, flags
 
-from spnas.latency import runtime_model
+from spnas.tables import runtime_model
 from spnas.latency.adb import DEFAULT_REMOTE_DIR, DEFAULT_ROUNDS, DEFAULT_TIMEOUT_S, AdbError
 from spnas.latency.profile import ProfileError
-from spnas.latency.table import LatencyTableError, import_original, load_table, save_table
+from spnas.tables.table import LatencyTableError, import_original, load_table, save_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("table", None, "Latency table (spnas format or the original release's).")
@@ -100,9 +100,9 @@ COMMANDS = ("predict", "import", "profile", "validate")
 
 def resolve_arch(arch: str, space=None):
     """Returns (choices, space, label) for a registry name, arch.json or all_<choice>."""
-    from spnas.models.registry import get_arch
-    from spnas.search.decode import load_arch
-    from spnas.search.space import CANDIDATES, SearchSpace, uniform_choices
+    from spnas.arch.handoff import load_arch
+    from spnas.arch.registry import get_arch
+    from spnas.space import CANDIDATES, SearchSpace, uniform_choices
 
     if arch.startswith("all_") and arch[4:] in CANDIDATES:
         space = space or SearchSpace()
@@ -181,7 +181,7 @@ def validate(table_path: str, report_path: str, target=None, plot: str | None = 
     from spnas.latency.profile import resolve_space
     from spnas.latency.validate import validate as run_validation
     from spnas.latency.validate import write_report
-    from spnas.search.space import SearchSpace
+    from spnas.space import SearchSpace
 
     check_writable_dir(os.path.dirname(os.path.abspath(report_path)))
     table = load_table(_table_path(table_path))
@@ -206,7 +206,7 @@ def validate(table_path: str, report_path: str, target=None, plot: str | None = 
 def _table_path(value: str) -> str:
     if os.path.exists(value):
         return value
-    from spnas.latency import tables
+    from spnas.tables import shipped as tables
 
     return tables.path(value)  # FileNotFoundError names the shipped tables
 

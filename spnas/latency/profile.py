@@ -56,6 +56,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from spnas.errors import UserError
 from spnas.export.litert import (
     LatencyStats,
     delegated,
@@ -64,8 +65,8 @@ from spnas.export.litert import (
     time_invokes,
 )
 from spnas.export.tflite import convert_float
-from spnas.latency.table import LatencyTable
-from spnas.search.space import CANDIDATES, LayerSpec, SearchSpace, parse_choice
+from spnas.space import CANDIDATES, LayerSpec, SearchSpace, parse_choice
+from spnas.tables.table import LatencyTable
 
 CHUNK = 10  # timed invokes per visit of a model; repeats / CHUNK rounds
 CHUNK_WARMUP = 1  # untimed invokes each time the timing returns to a model
@@ -97,7 +98,7 @@ MIN_AFTER_OVERHEAD = 0.05
 CLOCKS = ("wall", "thread")
 
 
-class ProfileError(RuntimeError):
+class ProfileError(UserError, RuntimeError):
     """Profiling could not produce a trustworthy table."""
 
 
@@ -184,7 +185,7 @@ def network_model(space: SearchSpace, choices: Sequence[str]):
     import keras
 
     from spnas.models.blocks import head, mbconv, stem
-    from spnas.search.space import SKIP, validate_choices
+    from spnas.space import SKIP, validate_choices
 
     choices = validate_choices(space, choices)
     inp = keras.Input((space.input_size, space.input_size, 3), batch_size=1)
@@ -206,7 +207,7 @@ def resolve_space(spec: str) -> SearchSpace:
     """
     import json
 
-    from spnas.search.space import embedded_space
+    from spnas.space import embedded_space
 
     if spec == "embedded":
         return embedded_space()
@@ -595,7 +596,7 @@ def statistic_of(table: LatencyTable) -> str | None:
 
 
 def _calibration(profile: Profile, entries, constant_parts, statistic: str) -> dict:
-    from spnas.search.space import SKIP
+    from spnas.space import SKIP
 
     ratios = []
     constant = sum(constant_parts.values())
@@ -775,7 +776,7 @@ def profile_table(
     Returns:
       A :class:`LatencyTable` in ms; the per-entry spread, layer shapes, the
       constant's parts and the settings are in ``extra``. Nothing is written:
-      save it with :func:`spnas.latency.table.save_table` (atomic), so an
+      save it with :func:`spnas.tables.table.save_table` (atomic), so an
       interrupted run leaves no partial table.
 
     Raises:

@@ -34,9 +34,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from spnas.fileio import atomic_write_bytes, atomic_write_json
-from spnas.latency import runtime_model
-from spnas.latency.table import LatencyTable
-from spnas.search.space import SearchSpace
+from spnas.tables import runtime_model
+from spnas.space import SearchSpace
+from spnas.tables.table import LatencyTable
 
 REPORT_FORMAT = "spnas.latency_validation/1"
 

@@ -1,28 +1,19 @@
-"""Plain (non-searchable) ConvNets: stage strings, registry, plan and builder.
+"""Plain (non-searchable) Keras ConvNets built from architectures.
 
-``build_model`` (Keras) is imported on first use so that the stage-string and
-registry parts stay importable without loading Keras.
+The Keras-free parts (stage strings, registry, plans, arch.json) are in
+:mod:`spnas.arch`; they are re-exported here so ``from spnas.models import
+build_model, list_archs`` keeps working.
 """
 
-from spnas.models.registry import ArchEntry, get_arch, list_archs
+from spnas.arch import ArchEntry, count_params, get_arch, list_archs, plan_model
+from spnas.models.builder import build_from_plan, build_model
 
 __all__ = [
     "ArchEntry",
+    "build_from_plan",
     "build_model",
     "count_params",
     "get_arch",
     "list_archs",
     "plan_model",
 ]
-
-
-def __getattr__(name: str):
-    if name in ("build_model", "build_from_plan"):
-        from spnas.models import builder
-
-        return getattr(builder, name)
-    if name in ("count_params", "plan_model"):
-        from spnas.models import plan
-
-        return getattr(plan, name)
-    raise AttributeError(f"module 'spnas.models' has no attribute {name!r}")

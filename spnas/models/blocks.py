@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from spnas.search.space import BN_EPSILON, BN_MOMENTUM
+from spnas.space import BN_EPSILON, BN_MOMENTUM
 from spnas.superkernel.block import CONV_INIT
 
 

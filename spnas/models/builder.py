@@ -8,15 +8,15 @@ BatchNormalization, ReLU, Add, GlobalAveragePooling2D, Dropout, Dense), so it
 trains, saves and converts to TFLite like any Keras model.
 
 The model takes float32 images already normalised (ImageNet mean/std, see
-:mod:`spnas.search.space`; no preprocessing layer) and returns logits.
+:mod:`spnas.space`; no preprocessing layer) and returns logits.
 """
 
 from __future__ import annotations
 
 import keras
 
+from spnas.arch.plan import ArchLike, ModelPlan, count_params, plan_model
 from spnas.models import blocks
-from spnas.models.plan import ArchLike, ModelPlan, count_params, plan_model
 
 __all__ = ["build_from_plan", "build_model", "count_params"]
 
@@ -25,7 +25,7 @@ def build_from_plan(plan: ModelPlan, weight_decay: float = 0.0) -> keras.Model:
     """Builds the Keras model of a resolved :class:`ModelPlan`.
 
     Args:
-      plan: from :func:`spnas.models.plan.plan_model`.
+      plan: from :func:`spnas.arch.plan.plan_model`.
       weight_decay: L2 coefficient; the loss gains ``weight_decay * 1/2 ||w||^2``
         for every conv, depthwise and dense weight (not BN), as MnasNet.
     """
@@ -68,7 +68,7 @@ def build_model(
     Args:
       arch: a registry name (``"spnas_pixel1"``, see
         :func:`spnas.models.list_archs`), a path to an ``arch.json``
-        (:func:`spnas.search.decode.write_arch`) or its loaded dict, an
+        (:func:`spnas.arch.handoff.write_arch`) or its loaded dict, an
         :class:`ArchEntry`, or a list of stage strings such as
         ``["ds_r1_k3_s1_c16", "ir_r2_k3_s2_e6_c24"]`` (unscaled channels).
       num_classes: classifier outputs.

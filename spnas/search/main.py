@@ -5,12 +5,10 @@ Without ``--config`` it runs the embedded default (``configs/default.py``).
 
 from __future__ import annotations
 
-import os
-import sys
-
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from spnas import cli
 from spnas.configs_path import default_config_path
 
 FLAGS = flags.FLAGS
@@ -20,22 +18,12 @@ flags.DEFINE_string("workdir", None, "Output directory (arch.json, logs, figures
 flags.mark_flag_as_required("workdir")
 
 
-def main_(argv):
-    del argv
-    from spnas.errors import USER_ERRORS
-    from spnas.search.run import run
-
-    try:
-        run(FLAGS.config, FLAGS.workdir)
-    except USER_ERRORS as e:
-        print(f"spnas-search: error: {e}", file=sys.stderr)
-        sys.exit(2)
+def _body(argv):
+    cli.no_arguments(argv)
+    cli.call("spnas.search.run:run", FLAGS.config, FLAGS.workdir)
 
 
-def main():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main_)
-
+main = cli.entry_point("spnas-search", _body)
 
 if __name__ == "__main__":
     main()

@@ -21,20 +21,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from spnas.latency.runtime_model import (
+from spnas.errors import UserError
+from spnas.space import CANDIDATES, SKIP, SearchSpace
+from spnas.tables.runtime_model import (
     MODELS,
     latency_range_ms,
     layer_runtime_exact,
     layer_runtime_paper,
 )
-from spnas.latency.table import LatencyTable
-from spnas.search.space import CANDIDATES, SKIP, SearchSpace
+from spnas.tables.table import LatencyTable
 
 DEFAULT_MAX_TRIES = 1_000_000  # samples cost microseconds each; a narrow window needs many
 PAPER_WINDOW_MS = (75.0, 80.0)  # Table 1, Pixel 1
 
 
-class RandomSearchError(ValueError):
+class RandomSearchError(UserError):
     """The window cannot be met (unreachable, or too rare for the tries allowed)."""
 
 
@@ -161,9 +162,9 @@ def run(
     Nothing is written unless all ``n`` nets were found. ``space`` None takes
     the table's own (``extra["space"]``), else the paper's ImageNet space.
     """
+    from spnas.arch.handoff import make_arch, write_arch
     from spnas.fileio import check_writable_dir
-    from spnas.latency.table import load_table
-    from spnas.search.decode import make_arch, write_arch
+    from spnas.tables.table import load_table
 
     out_dir = check_writable_dir(out_dir)
     table = load_table(_resolve_table(table_path))
@@ -187,7 +188,7 @@ def run(
 def _resolve_table(value: str) -> str:
     if os.path.exists(value):
         return value
-    from spnas.latency import tables
+    from spnas.tables import shipped as tables
 
     return tables.path(value)  # FileNotFoundError names the shipped tables
 
@@ -213,7 +214,7 @@ def main() -> None:
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         fl = flags.FLAGS
-        from spnas.latency.table import LatencyTableError
+        from spnas.tables.table import LatencyTableError
 
         try:
             space = None
@@ -227,7 +228,7 @@ def main() -> None:
         except (LatencyTableError, FileNotFoundError, PermissionError, ValueError) as e:
             print(f"spnas-random-search: error: {e}", file=sys.stderr)
             sys.exit(2)
-        from spnas.search.decode import load_arch
+        from spnas.arch.handoff import load_arch
 
         for path in paths:
             arch = load_arch(path)

@@ -15,21 +15,22 @@ import time
 import keras
 import ml_collections
 
+from spnas.arch.handoff import make_arch, write_arch
+from spnas.errors import UserError
 from spnas.fileio import atomic_write_json, check_writable_dir
-from spnas.latency.runtime_model import latency_range_ms, layer_runtime_paper
-from spnas.latency.table import LatencyTable, load_table
 from spnas.search import report
 from spnas.search.callbacks import SearchLogger, SearchSchedule, kernel_channel_std
-from spnas.search.decode import make_arch, write_arch
-from spnas.search.space import SearchSpace
 from spnas.search.supernet import build_supernet
+from spnas.space import SearchSpace
+from spnas.tables.runtime_model import latency_range_ms, layer_runtime_paper
+from spnas.tables.table import LatencyTable, load_table
 from spnas.train.optim import MnasRMSprop, ema_weights
 from spnas.train.precise_bn import recalibrate_batch_norm
 from spnas.train.runner import TqdmProgress, run_fit, steps_for
 from spnas.train.schedule import MnasNetSchedule
 
 
-class SearchConfigError(ValueError):
+class SearchConfigError(UserError):
     """The search configuration cannot work (before anything is trained)."""
 
 
@@ -39,7 +40,7 @@ def resolve_table_path(value: str) -> str:
         raise FileNotFoundError("No latency table given: set --config.latency_table=PATH.")
     if os.path.exists(value):
         return value
-    from spnas.latency import tables
+    from spnas.tables import shipped as tables
 
     return tables.path(value)  # FileNotFoundError names the shipped tables
 

@@ -14,18 +14,21 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from spnas.latency.table import LatencyTable
-from spnas.search.space import BN_EPSILON, BN_MOMENTUM, SearchSpace
+from spnas.space import BN_EPSILON, BN_MOMENTUM, SearchSpace
 from spnas.superkernel.block import CONV_INIT, SearchableMBConv
+from spnas.tables.runtime_model import BoundTable, bind
+from spnas.tables.table import LatencyTable
 
 RUNTIME_LOSS_SCALE = 1e3  # lambda * 1e3 * ln(R_ms), as in the authors' release
 WEIGHT_DECAY = 1e-5  # MnasNet
 
 
-def latency_config(table: LatencyTable | None) -> dict | None:
+def latency_config(table: BoundTable | LatencyTable | None) -> dict | None:
     """The part of a table the supernet needs, as a plain (serialisable) dict."""
     if table is None:
         return None
+    if isinstance(table, BoundTable):
+        return table.supernet_latency()
     return {
         "constant_ms": table.constant_ms,
         "layers": {str(i): dict(table.layers[i]) for i in table.searchable_indices},
@@ -184,17 +187,18 @@ class Supernet(keras.Model):
 
 def build_supernet(
     space: SearchSpace | None = None,
-    table: LatencyTable | None = None,
+    table: BoundTable | LatencyTable | None = None,
     weight_decay: float = WEIGHT_DECAY,
     strict_table: bool = True,
 ) -> Supernet:
-    """Builds (and shape-builds) a supernet, validating the table against the space.
+    """Builds (and shape-builds) a supernet over ``space`` with ``table``'s runtime loss.
 
-    ``strict_table=False`` accepts a proxy table (same layers, other input size).
+    A :class:`BoundTable` bound to ``space`` is used as it is; a plain table is
+    bound (validated) here, ``strict_table=False`` accepting a proxy table
+    (same layers, other input size).
     """
     space = space or SearchSpace()
-    if table is not None:
-        table.validate_for(space, strict=strict_table)
-    model = Supernet(space, latency_config(table), weight_decay=weight_decay, name="supernet")
+    bound = bind(table, space, strict_table) if table is not None else None
+    model = Supernet(space, latency_config(bound), weight_decay=weight_decay, name="supernet")
     model.build((None, space.input_size, space.input_size, 3))
     return model

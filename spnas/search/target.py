@@ -30,10 +30,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from spnas.latency.runtime_model import predict_ms
-from spnas.latency.table import LatencyTable
-from spnas.search.decode import choice_from_decisions
-from spnas.search.space import SearchSpace
+from spnas.space import SearchSpace, choice_from_decisions
+from spnas.tables.runtime_model import BoundTable, bind
+from spnas.tables.table import LatencyTable
 
 # Indicator -> (norm key, threshold key) in Supernet.decisions().
 INDICATORS = {"d5x5": ("norm5x5", "t5x5"), "d100c": ("norm100c", "t100c"),
@@ -108,7 +107,7 @@ def decode_at_budget(
     decisions: Sequence[dict],
     base_choices: Sequence[str],
     space: SearchSpace,
-    table: LatencyTable,
+    table: BoundTable | LatencyTable,
     target_ms: float,
     tolerance: float,
     strict_table: bool = True,
@@ -131,6 +130,7 @@ def decode_at_budget(
       ``changed_layers`` and the plain decode's ``unshifted_choices`` and
       ``unshifted_predicted_ms``.
     """
+    bound = bind(table, space, strict_table)  # no-op for a table bound to this space
     margins = _relative_margins(decisions)
     by_index = {int(d["index"]): d for d in decisions}
 
@@ -147,7 +147,7 @@ def decode_at_budget(
         return out
 
     def latency(choices):
-        return predict_ms(table, choices, space, model="paper", strict=strict_table)
+        return bound.predict_ms(choices)
 
     # One shift per distinct net: the plain decode (0), below every margin
     # (everything on) and at each margin (it and all below it off). Each net

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from spnas.search.space import BN_EPSILON, BN_MOMENTUM
+from spnas.space import BN_EPSILON, BN_MOMENTUM
 from spnas.superkernel.layer import SuperkernelDepthwiseConv
 
 # MnasNet's TPU code initialises convolutions with a fan-out normal.

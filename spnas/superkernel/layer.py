@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from spnas.search.space import CANDIDATES
+from spnas.space import CANDIDATES, choice_from_decisions, layer_runtime
 from spnas.superkernel.indicator import group_norm, indicator
 
 KERNEL_SIZE = 5  # the superkernel is always 5x5 (paper, Fig. 2)
@@ -166,10 +166,7 @@ class SuperkernelDepthwiseConv(keras.layers.Layer):
     def _runtime(self, d5x5, d100c, d50c):
         if self.runtimes is None:
             raise ValueError(f"{self.name} has no latency-table entries.")
-        r = self.runtimes
-        ratio = r["k3_e6"] / r["k5_e6"]
-        r_ch = d50c * (r["k5_e3"] + d100c * (r["k5_e6"] - r["k5_e3"]))
-        return r_ch * ratio + r_ch * (1.0 - ratio) * d5x5
+        return layer_runtime(self.runtimes, d5x5, d100c, d50c)
 
     def decisions(self) -> dict[str, float]:
         """Current hard decisions and the quantities behind them, as floats."""
@@ -193,11 +190,7 @@ class SuperkernelDepthwiseConv(keras.layers.Layer):
     def choice(self) -> str:
         """The decoded MBConv choice: ``skip`` or ``k{3,5}_e{3,6}``."""
         d = self.decisions()
-        if d["d50c"] < 0.5:
-            return "skip"
-        k = 5 if d["d5x5"] > 0.5 else 3
-        e = 6 if d["d100c"] > 0.5 else 3
-        return f"k{k}_e{e}"
+        return choice_from_decisions(d["d5x5"], d["d100c"], d["d50c"])
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

@@ -29,8 +29,9 @@ from typing import Any
 
 import ml_collections
 
+from spnas.arch.plan import ModelPlan, plan_model
+from spnas.errors import UserError
 from spnas.fileio import atomic_write_json, check_writable_dir, sha256_file
-from spnas.models.plan import ModelPlan, plan_model
 from spnas.train.distribute import STRATEGIES
 
 REPORT_FILE = "train_report.json"
@@ -43,7 +44,7 @@ CHECKPOINT_DIR = "train_checkpoints"
 TENSORBOARD_DIR = os.path.join("tb", "train")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(UserError):
     """The training configuration cannot work (checked before anything is built)."""
 
 

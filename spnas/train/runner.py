@@ -18,13 +18,14 @@ import sys
 import keras
 import numpy as np
 
+from spnas.errors import UserError
 from spnas.fileio import atomic_write_json
 
 CKPT_WEIGHTS = "ckpt.weights.h5"
 CKPT_META = "ckpt.json"
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(UserError, RuntimeError):
     """The loss became NaN or infinite."""
 
 

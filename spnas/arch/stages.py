@@ -21,6 +21,14 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+from spnas.errors import UserError
+
+
+class ArchError(UserError):
+    """An architecture cannot be used as given: a malformed stage string, an unknown
+    name, a bad or unknown-format arch.json, or a net that cannot be built as asked
+    (the message names the file, token, layer or option)."""
+
 _TOKEN = re.compile(r"^([a-z]+)(\d+)$")
 BLOCK_TYPES = ("ir", "ds")
 _FIELD_ORDER = {"ir": ("r", "k", "s", "e", "c"), "ds": ("r", "k", "s", "c")}
@@ -51,19 +59,19 @@ class StageSpec:
 
     def __post_init__(self):
         if self.block_type not in BLOCK_TYPES:
-            raise ValueError(
+            raise ArchError(
                 f"Unknown block type {self.block_type!r}; expected one of {BLOCK_TYPES}."
             )
         for name in ("repeats", "kernel", "stride", "expansion", "channels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Stage field {name} must be an integer >= 1, got {value!r}.")
+                raise ArchError(f"Stage field {name} must be an integer >= 1, got {value!r}.")
         if self.kernel % 2 == 0:
-            raise ValueError(f"Kernel size must be odd, got {self.kernel}.")
+            raise ArchError(f"Kernel size must be odd, got {self.kernel}.")
         if self.block_type == "ds" and self.expansion != 1:
-            raise ValueError("A 'ds' stage has no expansion (e must be 1).")
+            raise ArchError("A 'ds' stage has no expansion (e must be 1).")
         if self.block_type == "ir" and self.expansion == 1:
-            raise ValueError("An 'ir' stage needs expansion >= 2; spell expansion 1 as 'ds'.")
+            raise ArchError("An 'ir' stage needs expansion >= 2; spell expansion 1 as 'ds'.")
 
 
 def decode(stage: str) -> StageSpec:
@@ -80,11 +88,11 @@ def decode(stage: str) -> StageSpec:
         with a leading zero, or missing).
     """
     if not isinstance(stage, str) or not stage:
-        raise ValueError(f"Malformed stage string {stage!r}: expected e.g. 'ir_r2_k3_s2_e6_c24'.")
+        raise ArchError(f"Malformed stage string {stage!r}: expected e.g. 'ir_r2_k3_s2_e6_c24'.")
     tokens = stage.split("_")
     block_type = tokens[0]
     if block_type not in BLOCK_TYPES:
-        raise ValueError(
+        raise ArchError(
             f"Unknown block type {block_type!r} in stage string {stage!r}; expected one of "
             f"{BLOCK_TYPES}."
         )
@@ -93,31 +101,31 @@ def decode(stage: str) -> StageSpec:
     noskip = False
     for token in tokens[1:]:
         if noskip:
-            raise ValueError(f"Token {token!r} after 'noskip' in stage string {stage!r}.")
+            raise ArchError(f"Token {token!r} after 'noskip' in stage string {stage!r}.")
         if token == "noskip":
             noskip = True
             continue
         m = _TOKEN.match(token)
         if not m or m.group(1) not in ("r", "k", "s", "e", "c"):
-            raise ValueError(f"Unknown token {token!r} in stage string {stage!r}.")
+            raise ArchError(f"Unknown token {token!r} in stage string {stage!r}.")
         key, digits = m.group(1), m.group(2)
         if key in fields:
-            raise ValueError(f"Repeated token {token!r} in stage string {stage!r}.")
+            raise ArchError(f"Repeated token {token!r} in stage string {stage!r}.")
         if key not in order:
-            raise ValueError(
+            raise ArchError(
                 f"Token {token!r} is not allowed in a {block_type!r} stage: {stage!r}."
             )
         if any(order.index(k) > order.index(key) for k in fields):
-            raise ValueError(
+            raise ArchError(
                 f"Token {token!r} is out of order in stage string {stage!r}; expected the "
                 f"order {'_'.join((block_type,) + order)}."
             )
         if len(digits) > 1 and digits[0] == "0":
-            raise ValueError(f"Token {token!r} has a leading zero in stage string {stage!r}.")
+            raise ArchError(f"Token {token!r} has a leading zero in stage string {stage!r}.")
         fields[key] = int(digits)
     missing = [k for k in order if k not in fields]
     if missing:
-        raise ValueError(f"Stage string {stage!r} lacks {missing}.")
+        raise ArchError(f"Stage string {stage!r} lacks {missing}.")
     try:
         return StageSpec(
             block_type=block_type,
@@ -129,7 +137,7 @@ def decode(stage: str) -> StageSpec:
             noskip=noskip,
         )
     except ValueError as e:
-        raise ValueError(f"Stage string {stage!r}: {e}") from None
+        raise ArchError(f"Stage string {stage!r}: {e}") from None
 
 
 def encode(spec: StageSpec) -> str:
@@ -153,13 +161,13 @@ def decode_all(stages: Sequence[str]) -> list[StageSpec]:
         offending token and stage.
     """
     if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
-        raise ValueError(f"An architecture is a non-empty list of stage strings, got {stages!r}.")
+        raise ArchError(f"An architecture is a non-empty list of stage strings, got {stages!r}.")
     out = []
     for i, s in enumerate(stages):
         try:
             out.append(decode(s))
         except ValueError as e:
-            raise ValueError(f"Stage {i}: {e}") from None
+            raise ArchError(f"Stage {i}: {e}") from None
     return out
 
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from spnas.search.space import SKIP, SearchSpace, round_filters
+from spnas.arch.handoff import stage_strings
+from spnas.arch.stages import ArchError
+from spnas.space import SKIP, SearchSpace, round_filters
 
 # How the head (the 1x1 conv before pooling) follows the width multiplier:
 # "above_1": only for width > 1 (MobileNetV2 paper; timm mobilenetv2; Keras
@@ -32,14 +34,15 @@ HEAD_SCALING = ("above_1", "always", "never")
 def scaled_head(channels: int, width: float, head_scaling: str = "above_1") -> int:
     """Head channels at a width multiplier under a ``head_scaling`` policy."""
     if head_scaling not in HEAD_SCALING:
-        raise ValueError(f"head_scaling must be one of {HEAD_SCALING}, got {head_scaling!r}.")
+        raise ArchError(f"head_scaling must be one of {HEAD_SCALING}, got {head_scaling!r}.")
     if head_scaling == "always" or (head_scaling == "above_1" and width > 1.0):
         return round_filters(channels, width)
     return channels
 
 
-class UnknownArchError(KeyError, ValueError):
-    """No architecture of that name (a KeyError for old callers, a ValueError)."""
+class UnknownArchError(ArchError, KeyError):
+    """No architecture of that name: an :class:`ArchError`, and a KeyError for callers
+    of a dictionary-like lookup."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
@@ -84,7 +87,7 @@ class ArchEntry:
         if self.choices is not None:
             object.__setattr__(self, "choices", tuple(self.choices))
         if self.head_scaling not in HEAD_SCALING:
-            raise ValueError(
+            raise ArchError(
                 f"{self.name}: head_scaling must be one of {HEAD_SCALING}, got "
                 f"{self.head_scaling!r}."
             )
@@ -96,7 +99,7 @@ _REGISTRY: dict[str, Callable[[], ArchEntry]] = {}
 def register(fn: Callable[[], ArchEntry]) -> Callable[[], ArchEntry]:
     """Decorator: registers an entry under its function's name."""
     if fn.__name__ in _REGISTRY:
-        raise ValueError(f"Architecture {fn.__name__!r} is registered twice.")
+        raise ArchError(f"Architecture {fn.__name__!r} is registered twice.")
     _REGISTRY[fn.__name__] = fn
     return fn
 
@@ -132,8 +135,6 @@ SPNAS_PIXEL1_CHOICES = (
 
 
 def _pixel1(name: str, width: float, params: int, source: str) -> ArchEntry:
-    from spnas.search.decode import stage_strings
-
     # Stage strings are spelt at width 1 (unscaled); the space carries the width
     # so latency tables for a scaled space are matched against the right one.
     return ArchEntry(

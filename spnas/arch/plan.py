@@ -28,8 +28,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from spnas.models.arch_string import decode_all
-from spnas.models.registry import (
+from spnas.arch.handoff import Arch, load_arch, stage_strings, validate_arch
+from spnas.arch.registry import (
     HEAD_SCALING,
     ArchEntry,
     UnknownArchError,
@@ -37,7 +37,8 @@ from spnas.models.registry import (
     list_archs,
     scaled_head,
 )
-from spnas.search.space import SearchSpace, round_filters
+from spnas.arch.stages import ArchError, decode_all
+from spnas.space import SearchSpace, round_filters
 
 # Defaults where neither the caller nor the architecture says otherwise
 # (the paper's ImageNet setting, reference-facts.md).
@@ -49,11 +50,11 @@ DEFAULT_STEM_CHANNELS = 32
 DEFAULT_STEM_STRIDE = 2
 DEFAULT_HEAD_CHANNELS = 1280
 
-ArchLike = str | os.PathLike | Sequence[str] | ArchEntry | dict
+ArchLike = str | os.PathLike | Sequence[str] | ArchEntry | Arch | dict
 
 
-class ArchitectureError(ValueError):
-    """An architecture cannot be built as asked (names the layer or option)."""
+# The name an earlier layout gave to ArchError raised while planning a net.
+ArchitectureError = ArchError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,8 +139,6 @@ def _from_entry(entry: ArchEntry) -> _Source:
 
 def _from_arch_json(data: dict, where: str) -> _Source:
     """An arch.json dictionary (already validated by ``validate_arch``)."""
-    from spnas.search.decode import ArchError, stage_strings
-
     name = "arch"
     if where != "(in memory)":
         name = os.path.splitext(os.path.basename(where))[0] or name
@@ -179,10 +178,10 @@ def _from_arch_json(data: dict, where: str) -> _Source:
 
 
 def _resolve_source(arch: ArchLike) -> _Source:
-    from spnas.search.decode import load_arch, validate_arch
-
     if isinstance(arch, ArchEntry):
         return _from_entry(arch)
+    if isinstance(arch, Arch):
+        return _from_arch_json(arch.data, arch.where)
     if isinstance(arch, dict):
         return _from_arch_json(validate_arch(arch), "(in memory)")
     if isinstance(arch, (str, os.PathLike)):

@@ -1,4 +1,11 @@
-"""The Single-Path NAS search space (Stamoulis et al., 2019, Sec. 3.1 and Fig. 2).
+"""The vocabulary of the Single-Path NAS search space (Stamoulis et al., 2019, Sec. 3.1-3.4).
+
+The ground floor of spnas: it imports nothing else of spnas, and everything
+else builds on it. It holds the candidates and constants of the space, the
+:class:`SearchSpace` and its layer resolution, the rule from the three
+indicators to a layer's choice, the per-layer runtime model of Eq. 11-12 (on
+floats and on tensors alike), uniform random sampling of architectures and
+the spaces known by name.
 
 A MobileNetV2-style backbone of seven blocks of MBConv layers, written with the
 MnasNet block-string grammar of the paper's code release
@@ -14,9 +21,14 @@ latency tables and compared for equality; ``layers()`` flattens it into the
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import re
 from collections.abc import Sequence
+from typing import Any
+
+from spnas.errors import UserError
 
 # Candidate operations of a searchable layer, in the column order of the paper's
 # Pixel 1 table (k3e3, k3e6, k5e3, k5e6); ``skip`` drops the whole layer.
@@ -39,6 +51,12 @@ PAPER_BLOCK_STRINGS = (
     "r4_k5_s22_e6_i96_o192",
     "r1_k3_s11_e6_i192_o320_noskip",
 )
+
+
+
+class SpaceError(UserError):
+    """A search space, a block string or a layer choice is malformed (names what)."""
+
 
 _BLOCK_RE = re.compile(r"^[a-z]+\d+$")
 
@@ -82,17 +100,17 @@ class BlockSpec:
                 noskip = True
                 continue
             if not _BLOCK_RE.match(token) or token[0] not in "rksieo":
-                raise ValueError(f"Unknown token {token!r} in block string {block_string!r}.")
+                raise SpaceError(f"Unknown token {token!r} in block string {block_string!r}.")
             if token[0] in fields:
-                raise ValueError(f"Repeated token {token!r} in block string {block_string!r}.")
+                raise SpaceError(f"Repeated token {token!r} in block string {block_string!r}.")
             fields[token[0]] = token[1:]
         missing = [k for k in "rksieo" if k not in fields]
         if missing:
-            raise ValueError(f"Block string {block_string!r} lacks fields {missing}.")
+            raise SpaceError(f"Block string {block_string!r} lacks fields {missing}.")
         strides = fields["s"]
         if len(strides) == 2:
             if strides[0] != strides[1]:
-                raise ValueError(f"Anisotropic stride {strides!r} is not supported.")
+                raise SpaceError(f"Anisotropic stride {strides!r} is not supported.")
             strides = strides[0]
         spec = cls(
             repeats=int(fields["r"]),
@@ -174,14 +192,14 @@ class SearchSpace:
         if self.block_strides is not None:
             object.__setattr__(self, "block_strides", tuple(int(s) for s in self.block_strides))
             if len(self.block_strides) != len(self.blocks):
-                raise ValueError(
+                raise SpaceError(
                     f"block_strides has {len(self.block_strides)} entries for "
                     f"{len(self.blocks)} blocks."
                 )
         if self.input_size < 8:
-            raise ValueError(f"input_size {self.input_size} is too small.")
+            raise SpaceError(f"input_size {self.input_size} is too small.")
         if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}.")
+            raise SpaceError(f"num_classes must be >= 2, got {self.num_classes}.")
         # Validates the strings and the downsampling up front.
         self.layers()
 
@@ -204,7 +222,7 @@ class SearchSpace:
         """Flattens the blocks into layers with resolved channels and sizes."""
         hw = self.input_size
         if hw % self.stem_stride:
-            raise ValueError(f"input_size {hw} is not divisible by the stem stride {self.stem_stride}.")
+            raise SpaceError(f"input_size {hw} is not divisible by the stem stride {self.stem_stride}.")
         hw = math.ceil(hw / self.stem_stride)
         out: list[LayerSpec] = []
         prev_out = self.stem_filters
@@ -212,14 +230,14 @@ class SearchSpace:
             in_ch = round_filters(spec.in_ch, self.width)
             out_ch = round_filters(spec.out_ch, self.width)
             if b > 0 and in_ch != prev_out:
-                raise ValueError(
+                raise SpaceError(
                     f"Block {b} ({self.blocks[b]!r}) takes {spec.in_ch} channels but the "
                     f"previous block gives {prev_out}."
                 )
             for r in range(spec.repeats):
                 stride = spec.stride if r == 0 else 1
                 if stride > 1 and hw < 2:
-                    raise ValueError(
+                    raise SpaceError(
                         f"Input size {self.input_size} cannot be downsampled as asked: layer "
                         f"{len(out)} (block {b}) has stride {stride} on a {hw}x{hw} feature map."
                     )
@@ -257,7 +275,7 @@ class SearchSpace:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"Unknown search-space fields: {sorted(unknown)}.")
+            raise SpaceError(f"Unknown search-space fields: {sorted(unknown)}.")
         d = dict(d)
         if "blocks" in d:
             d["blocks"] = tuple(d["blocks"])
@@ -275,20 +293,20 @@ def validate_choices(space: SearchSpace, choices: Sequence[str]) -> list[str]:
     layers = space.layers()
     choices = list(choices)
     if len(choices) != len(layers):
-        raise ValueError(f"Expected {len(layers)} layer choices, got {len(choices)}.")
+        raise SpaceError(f"Expected {len(layers)} layer choices, got {len(choices)}.")
     for layer, choice in zip(layers, choices):
         if not layer.searchable:
             if choice != layer.fixed_choice:
-                raise ValueError(
+                raise SpaceError(
                     f"Layer {layer.index} is fixed to {layer.fixed_choice!r}, got {choice!r}."
                 )
         elif choice == SKIP:
             if not layer.skippable:
-                raise ValueError(
+                raise SpaceError(
                     f"Layer {layer.index} is the first of its block and cannot be skipped."
                 )
         elif choice not in CANDIDATES:
-            raise ValueError(
+            raise SpaceError(
                 f"Layer {layer.index}: unknown choice {choice!r}; expected one of "
                 f"{CANDIDATES + (SKIP,)}."
             )
@@ -299,7 +317,7 @@ def parse_choice(choice: str) -> tuple[int, int]:
     """``'k5_e3'`` -> ``(5, 3)``."""
     m = re.fullmatch(r"k(\d+)_e(\d+)", choice)
     if not m:
-        raise ValueError(f"Malformed layer choice {choice!r}.")
+        raise SpaceError(f"Malformed layer choice {choice!r}.")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -341,3 +359,107 @@ def smoke_space(num_classes: int = 10) -> SearchSpace:
         block_strides=(1, 1, 2, 1),
         num_classes=num_classes,
     )
+
+
+# --- From indicators to choices, and the runtime of a choice (Sec. 3.2, 3.4) -----------
+
+
+def choice_from_decisions(d5x5: float, d100c: float, d50c: float) -> str:
+    """The MBConv choice three hard indicators encode (reference-facts.md, "Decode").
+
+    ``d50c = 0`` drops the layer (skip); otherwise kernel 5 if ``d5x5`` else 3 and
+    expansion 6 if ``d100c`` else 3. The authors' encoder swapped e3 and e6 for
+    ``3x3-6`` and ``5x5-3`` (issue #8 of their release); this spells the choice
+    straight from the decisions.
+    """
+    if d50c < 0.5:
+        return SKIP
+    return f"k{5 if d5x5 > 0.5 else 3}_e{6 if d100c > 0.5 else 3}"
+
+
+def decisions_from_choice(choice: str) -> tuple[float, float, float]:
+    """Inverse of :func:`choice_from_decisions`: ``(d5x5, d100c, d50c)`` as floats."""
+    if choice == SKIP:
+        return 0.0, 0.0, 0.0
+    k, e = parse_choice(choice)
+    if (k, e) not in {(3, 3), (3, 6), (5, 3), (5, 6)}:
+        raise SpaceError(f"{choice!r} is not a searchable choice; expected one of {CANDIDATES}.")
+    return (1.0 if k == 5 else 0.0), (1.0 if e == 6 else 0.0), 1.0
+
+
+def layer_runtime(entries: dict[str, float], d5x5, d100c, d50c):
+    """Eq. 11-12: the runtime of one searchable layer from its three indicators.
+
+    ``R = R_ch * ratio + R_ch * (1 - ratio) * d5x5`` with
+    ``R_ch = d50c * (R_k5e3 + d100c * (R_k5e6 - R_k5e3))`` and
+    ``ratio = R_k3e6 / R_k5e6``. The table's k3e3 entry is not used: the paper's
+    model approximates it by ``R_k5e3 * ratio``. Only ``+`` and ``*`` touch the
+    indicators, so they may be Python floats (a prediction) or tensors (the
+    differentiable runtime the search minimises).
+    """
+    ratio = entries["k3_e6"] / entries["k5_e6"]
+    r_ch = d50c * (entries["k5_e3"] + d100c * (entries["k5_e6"] - entries["k5_e3"]))
+    return r_ch * ratio + r_ch * (1.0 - ratio) * d5x5
+
+
+# --- Random architectures (the random-search baseline of Table 1) ----------------------
+
+
+def layer_options(space: SearchSpace) -> list[tuple[str, ...]]:
+    """Per layer, the choices a random net draws from (a fixed layer has one)."""
+    out = []
+    for layer in space.layers():
+        if not layer.searchable:
+            out.append((layer.fixed_choice,))
+        else:
+            out.append(CANDIDATES + ((SKIP,) if layer.skippable else ()))
+    return out
+
+
+def sample_choices(space: SearchSpace, rng: Any, options: list[tuple[str, ...]] | None = None) -> list[str]:
+    """One architecture, uniform over each searchable layer's options (skip where allowed).
+
+    Args:
+      space: the search space.
+      rng: a ``numpy.random.Generator`` (its ``integers`` draws the options).
+      options: from :func:`layer_options`; saves recomputing them per sample.
+    """
+    options = options or layer_options(space)
+    return [opts[int(rng.integers(len(opts)))] if len(opts) > 1 else opts[0] for opts in options]
+
+
+# --- Spaces by name --------------------------------------------------------------------
+
+SPACE_NAMES = ("paper", "embedded", "smoke")
+
+
+def resolve_space(spec: str) -> SearchSpace:
+    """``paper``, ``embedded``, ``smoke`` or a JSON file of a space dict (or an arch.json).
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      SpaceError: anything else, naming what is wrong.
+    """
+    if spec == "paper":
+        return SearchSpace()
+    if spec == "embedded":
+        return embedded_space()
+    if spec == "smoke":
+        return smoke_space()
+    if not spec.endswith(".json"):
+        raise SpaceError(f"Unknown space {spec!r}; expected one of {SPACE_NAMES} or a .json file.")
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"Search-space file {spec!r} does not exist.")
+    with open(spec) as f:
+        try:
+            data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SpaceError(f"Search-space file {spec!r} is not valid JSON: {e}.") from None
+    if isinstance(data, dict) and isinstance(data.get("space"), dict):
+        data = data["space"]  # an arch.json
+    if not isinstance(data, dict):
+        raise SpaceError(f"Search-space file {spec!r} must hold a JSON object.")
+    try:
+        return SearchSpace.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise SpaceError(f"Search-space file {spec!r}: {e}") from None

@@ -24,15 +24,16 @@ import math
 import os
 from typing import Any
 
+from spnas.errors import UserError
 from spnas.fileio import atomic_write_json, sha256_file
-from spnas.search.space import CANDIDATES, SearchSpace
+from spnas.space import CANDIDATES, SearchSpace
 
 FORMAT = "spnas.latency_table/1"
 ORIGINAL_CONSTANT_MS = 19.5999  # Pixel 1 stem+head+FC+fixed layers, from the paper's release
 _REQUIRED = ("device", "units", "input_size", "constant_ms", "layers")
 
 
-class LatencyTableError(ValueError):
+class LatencyTableError(UserError):
     """A latency table is malformed or does not match the supernet."""
 
 
@@ -273,11 +274,14 @@ def load_table(path: str, space: SearchSpace | None = None) -> LatencyTable:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Latency table {path!r} does not exist.")
-    with open(path) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise LatencyTableError(f"Latency table {path!r} is not valid JSON: {e}.") from None
+    if os.path.isdir(path):
+        raise LatencyTableError(f"Latency table {path!r} is a directory, not a table file.")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LatencyTableError(f"Latency table {path!r} is not valid JSON: {e}.") from None
     table = table_from_json(data, path=path)
     table = dataclasses.replace(table, sha256=sha256_file(path))
     if space is not None:

@@ -1,0 +1,1 @@
+"""The shipped experiment configs (``ml_collections``), installed as ``spnas.configs``."""

@@ -1,0 +1,63 @@
+"""Latency tables shipped with spnas (JSON, ``spnas.latency_table/1``), and the one
+resolver of a table argument.
+
+``embedded_cpu``: :func:`spnas.space.embedded_space` profiled on the project's
+2-core x86 development host (AMD EPYC VM) so the default search needs no
+profiling step::
+
+  spnas-latency profile --space=embedded --out=spnas/tables/shipped/embedded_cpu.json \
+      --threads=1 --repeats=2000 --statistic=min --subtract_overhead --calibrate=10
+
+``smoke_cpu``: :func:`spnas.space.smoke_space`, profiled the same way. Each file
+records its own settings, host, load average and per-entry spread.
+"""
+
+from __future__ import annotations
+
+import os
+
+_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def available() -> list[str]:
+    """Names of the shipped tables (file names without ``.json``)."""
+    return sorted(f[: -len(".json")] for f in os.listdir(_DIR) if f.endswith(".json"))
+
+
+def path(name: str) -> str:
+    """The file of a shipped table, e.g. ``path("embedded_cpu")``.
+
+    Raises:
+      FileNotFoundError: naming the shipped tables when ``name`` is not one.
+    """
+    stem = name[: -len(".json")] if name.endswith(".json") else name
+    file = os.path.join(_DIR, stem + ".json")
+    if os.sep in stem or not os.path.isfile(file):
+        raise FileNotFoundError(
+            f"No latency table file {name!r} and no shipped table of that name; shipped: "
+            f"{', '.join(available()) or 'none'}."
+        )
+    return file
+
+
+def resolve(value: str) -> str:
+    """A table argument (``--table``, ``config.latency_table``) as a file path.
+
+    An existing path wins; otherwise ``value`` names a shipped table. Every
+    command resolves a table through this one function.
+
+    Raises:
+      FileNotFoundError: empty, or neither a file nor a shipped name (lists them).
+      IsADirectoryError: ``value`` is a directory.
+    """
+    value = os.fspath(value or "")
+    if not value:
+        raise FileNotFoundError(
+            "No latency table given: pass a table file or one of the shipped tables "
+            f"({', '.join(available())})."
+        )
+    if os.path.isdir(value):
+        raise IsADirectoryError(f"Latency table {value!r} is a directory, not a table file.")
+    if os.path.exists(value):
+        return value
+    return path(value)
