@@ -125,13 +125,13 @@ def train_config(args: argparse.Namespace, spec: dict):
     # Registry entries carry their own width; an arch.json is scaled explicitly.
     c.width = spec["width"] if spec["family"] == "searched" else 0.0
     if args.dataset:
-        c.dataset = args.dataset
+        c.data.dataset = args.dataset
     if args.image_size:
-        c.image_size = args.image_size
+        c.data.image_size = args.image_size
     if args.epochs:
-        c.epochs = args.epochs
+        c.schedule.epochs = args.epochs
     if args.batch_size:
-        c.batch_size = args.batch_size
+        c.schedule.batch_size = args.batch_size
     return c
 
 
@@ -150,13 +150,14 @@ def train_all(args, specs: list[dict]) -> list[dict]:
             from spnas.data import dataset_info
 
             info = dataset_info(
-                config.dataset,
+                config.data.dataset,
                 "train",
-                data_dir=config.data_dir or None,
-                validation_fraction=config.validation_fraction,
+                data_dir=config.data.data_dir or None,
+                manual_dir=config.data.manual_dir or None,
+                validation_fraction=config.data.validation_fraction,
                 seed=config.seed,
             )
-            if report.get("steps") != schedule_lengths(config, info.num_examples)[1]:
+            if report.get("steps") != schedule_lengths(config.schedule, info.num_examples)[1]:
                 report = None  # another schedule: train again (resumes if it can)
         if report is None:
             print(f"== training {spec['name']} (width {spec['width']:g})", flush=True)
@@ -254,8 +255,8 @@ def main(argv=None) -> int:
     runtime = measure_all(args, points)
     config = train_config(args, specs[0])
     title = (
-        f"Fig. 8 analogue: {config.dataset} {config.image_size}x{config.image_size}, "
-        f"{config.epochs:g} epochs ({points[0]['steps']} steps)\n{runtime}"
+        f"Fig. 8 analogue: {config.data.dataset} {config.data.image_size}x"
+        f"{config.data.image_size}, {config.schedule.epochs:g} epochs ({points[0]['steps']} steps)\n{runtime}"
     )
     png = os.path.join(args.out, "fig8_scaling.png")
     searched_label = (
@@ -266,10 +267,10 @@ def main(argv=None) -> int:
     plot(points, png, title, searched_label)
     result = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": config.dataset,
-        "image_size": config.image_size,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
+        "dataset": config.data.dataset,
+        "image_size": config.data.image_size,
+        "epochs": config.schedule.epochs,
+        "batch_size": config.schedule.batch_size,
         "runtime": runtime,
         "host_cpus": os.cpu_count(),
         "load_average": os.getloadavg(),

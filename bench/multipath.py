@@ -25,20 +25,22 @@ expected-latency loss ``lambda * 1e3 * ln(constant + sum_l sum_j alpha_j R_j)``
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import ops
 
+from spnas.search.supernet import RUNTIME_LOSS_SCALE, WEIGHT_DECAY, latency_config, layer_runtimes
+from spnas.space import CANDIDATES, SKIP, SearchSpace, parse_choice
+from spnas.superkernel import Head, MBConv, Stem
+from spnas.superkernel.block import build_chain
 from spnas.tables.table import LatencyTable
-from spnas.space import BN_EPSILON, BN_MOMENTUM, CANDIDATES, SKIP, SearchSpace, parse_choice
-from spnas.search.supernet import RUNTIME_LOSS_SCALE, WEIGHT_DECAY, latency_config
-from spnas.superkernel.block import CONV_INIT, SearchableMBConv
 
-
-def _l2(weight_decay: float):
-    return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+PATH_LAYERS = ("conv_pw", "bn1", "conv_dw", "bn2", "conv_pwl", "bn3")
 
 
 class MultiPathMBConv(keras.layers.Layer):
     """One searchable layer as a softmax-weighted sum of separate MBConv paths.
+
+    Each path is a plain (fixed) :class:`spnas.superkernel.MBConv` with its own
+    weights, the package's one MBConv definition; this layer only mixes them.
 
     Args:
       in_channels: input channels (the expansion convs' widths depend on them).
@@ -81,33 +83,21 @@ class MultiPathMBConv(keras.layers.Layer):
             missing = [c for c in self.candidates if c not in runtimes]
             if missing:
                 raise ValueError(f"{self.name}: runtimes lack {missing}.")
-        reg = _l2(self.weight_decay)
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        self.paths: list[dict[str, keras.layers.Layer]] = []
+        self.path_blocks: list[MBConv] = []
         for choice in self.candidates:
             kernel, expansion = parse_choice(choice)
-            tag = choice.replace("_", "")
-            self.paths.append(
-                {
-                    "conv_pw": layers.Conv2D(
-                        self.in_channels * expansion, 1, use_bias=False,
-                        kernel_initializer=CONV_INIT, kernel_regularizer=reg,
-                        name=f"{tag}_conv_pw",
-                    ),
-                    "bn1": layers.BatchNormalization(name=f"{tag}_bn1", **bn),
-                    "conv_dw": layers.DepthwiseConv2D(
-                        kernel, strides=self.strides, padding="same", use_bias=False,
-                        depthwise_initializer=CONV_INIT, depthwise_regularizer=reg,
-                        name=f"{tag}_conv_dw",
-                    ),
-                    "bn2": layers.BatchNormalization(name=f"{tag}_bn2", **bn),
-                    "conv_pwl": layers.Conv2D(
-                        self.filters, 1, use_bias=False, kernel_initializer=CONV_INIT,
-                        kernel_regularizer=reg, name=f"{tag}_conv_pwl",
-                    ),
-                    "bn3": layers.BatchNormalization(name=f"{tag}_bn3", **bn),
-                }
+            self.path_blocks.append(
+                MBConv(
+                    self.filters, expansion=expansion, kernel_size=kernel, strides=self.strides,
+                    searchable=False, residual=self.residual, weight_decay=self.weight_decay,
+                    name=choice.replace("_", ""),
+                )
             )
+
+    @property
+    def paths(self) -> list[dict[str, keras.layers.Layer]]:
+        """Per MBConv path: its sub-layers by timm name (``conv_pw`` ... ``bn3``)."""
+        return [{key: getattr(block, key) for key in PATH_LAYERS} for block in self.path_blocks]
 
     @property
     def num_paths(self) -> int:
@@ -123,11 +113,8 @@ class MultiPathMBConv(keras.layers.Layer):
             raise ValueError(
                 f"{self.name}: built for {self.in_channels} input channels, got {input_shape[-1]}."
             )
-        for path in self.paths:
-            shape = tuple(input_shape)
-            for key in ("conv_pw", "bn1", "conv_dw", "bn2", "conv_pwl", "bn3"):
-                path[key].build(shape)
-                shape = path[key].compute_output_shape(shape)
+        for block in self.path_blocks:
+            block.build(tuple(input_shape))
         # Uniform initial path weights, as in DARTS and FBNet. Kept in float32 under
         # mixed precision (the softmax and the latency); call() casts the weights.
         self.arch_logits = self.add_weight(
@@ -141,13 +128,8 @@ class MultiPathMBConv(keras.layers.Layer):
     def call(self, inputs, training=None):
         alpha = ops.cast(self.path_weights(), inputs.dtype)
         out = None
-        for j, path in enumerate(self.paths):
-            x = ops.relu(path["bn1"](path["conv_pw"](inputs), training=training))
-            x = ops.relu(path["bn2"](path["conv_dw"](x), training=training))
-            x = path["bn3"](path["conv_pwl"](x), training=training)
-            if self.residual:
-                x = x + inputs
-            term = alpha[j] * x
+        for j, block in enumerate(self.path_blocks):
+            term = alpha[j] * block(inputs, training=training)
             out = term if out is None else out + term
         if self.allow_skip:
             out = out + alpha[-1] * inputs
@@ -164,12 +146,7 @@ class MultiPathMBConv(keras.layers.Layer):
         return total
 
     def compute_output_shape(self, input_shape):
-        n, h, w, _ = input_shape
-
-        def out(s):
-            return None if s is None else -(-s // self.strides)
-
-        return (n, out(h), out(w), self.filters)
+        return self.path_blocks[0].compute_output_shape(input_shape)
 
 
 class MultiPathSupernet(keras.Model):
@@ -192,48 +169,24 @@ class MultiPathSupernet(keras.Model):
         self.space = space or SearchSpace()
         self.latency = latency
         self.weight_decay = float(weight_decay)
-        reg = _l2(self.weight_decay)
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        runtimes = (latency or {}).get("layers", {})
-        if latency is not None:
-            expected = {str(i) for i in self.space.searchable_indices()}
-            if set(runtimes) != expected:
-                raise ValueError(
-                    f"Latency entries cover layers {sorted(runtimes, key=int)}, the "
-                    f"supernet's searchable layers are {sorted(expected, key=int)}."
-                )
-        self.conv_stem = layers.Conv2D(
-            self.space.stem_filters, 3, strides=self.space.stem_stride, padding="same",
-            use_bias=False, kernel_initializer=CONV_INIT, kernel_regularizer=reg, name="conv_stem",
-        )
-        self.bn_stem = layers.BatchNormalization(name="bn_stem", **bn)
+        runtimes = layer_runtimes(self.space, latency)
+        wd = self.weight_decay
+        # The stem, the head and the fixed layers are the single-path supernet's.
+        self.stem = Stem(self.space.stem_filters, self.space.stem_stride, wd, name="stem")
         self.mbconv: list[keras.layers.Layer] = []
         for spec in self.space.layers():
-            name = f"layer{spec.index:02d}"
             if spec.searchable:
                 block = MultiPathMBConv(
                     in_channels=spec.in_ch, filters=spec.out_ch, strides=spec.stride,
                     allow_skip=spec.skippable, residual=spec.residual,
-                    runtimes=runtimes.get(str(spec.index)), weight_decay=self.weight_decay,
-                    name=name,
+                    runtimes=runtimes.get(str(spec.index)), weight_decay=wd,
+                    name=f"layer{spec.index:02d}",
                 )
-            else:  # the same plain fixed layer as the single-path supernet's
-                block = SearchableMBConv(
-                    filters=spec.out_ch, expansion=spec.expansion, kernel_size=spec.kernel,
-                    strides=spec.stride, searchable=False, residual=spec.residual,
-                    weight_decay=self.weight_decay, name=name,
-                )
+            else:
+                block = MBConv.from_spec(spec, weight_decay=wd)
             self.mbconv.append(block)
-        self.conv_head = layers.Conv2D(
-            self.space.head_filters, 1, use_bias=False, kernel_initializer=CONV_INIT,
-            kernel_regularizer=reg, name="conv_head",
-        )
-        self.bn_head = layers.BatchNormalization(name="bn_head", **bn)
-        self.pool = layers.GlobalAveragePooling2D(name="pool")
-        self.drop = layers.Dropout(self.space.dropout, name="dropout")
-        self.classifier = layers.Dense(
-            self.space.num_classes, kernel_regularizer=reg, bias_regularizer=reg, name="classifier"
-        )
+        self.head = Head(self.space.head_filters, self.space.num_classes, self.space.dropout, wd,
+                         name="head")
         self.runtime_lambda = self.add_weight(
             name="runtime_lambda", shape=(), initializer="zeros", trainable=False, autocast=False
         )
@@ -243,11 +196,10 @@ class MultiPathSupernet(keras.Model):
         return [b for b in self.mbconv if isinstance(b, MultiPathMBConv)]
 
     def call(self, inputs, training=None):
-        x = ops.relu(self.bn_stem(self.conv_stem(inputs), training=training))
+        x = self.stem(inputs, training=training)
         for block in self.mbconv:
             x = block(x, training=training)
-        x = ops.relu(self.bn_head(self.conv_head(x), training=training))
-        logits = self.classifier(self.drop(self.pool(x), training=training))
+        logits = self.head(x, training=training)
         if self.latency is not None:
             self.add_loss(
                 self.runtime_lambda * RUNTIME_LOSS_SCALE * ops.log(self.expected_runtime_ms())
@@ -265,17 +217,7 @@ class MultiPathSupernet(keras.Model):
 
     def build(self, input_shape=None):
         size = self.space.input_size
-        shape = tuple(input_shape or (None, size, size, 3))
-        self.conv_stem.build(shape)
-        shape = self.conv_stem.compute_output_shape(shape)
-        self.bn_stem.build(shape)
-        for block in self.mbconv:
-            block.build(shape)
-            shape = block.compute_output_shape(shape)
-        self.conv_head.build(shape)
-        shape = self.conv_head.compute_output_shape(shape)
-        self.bn_head.build(shape)
-        self.classifier.build((shape[0], shape[-1]))
+        build_chain([self.stem, *self.mbconv, self.head], input_shape or (None, size, size, 3))
         self.built = True
 
     def path_weights(self) -> list[dict[str, float]]:

@@ -31,7 +31,7 @@ def run_one(args, name: str, override: str) -> dict:
     cmd = [sys.executable, "-m", "spnas.search.main", f"--config={args.config}",
            f"--workdir={workdir}", override, *args.extra]
     if args.epochs:
-        cmd.append(f"--config.epochs={args.epochs}")
+        cmd.append(f"--config.schedule.epochs={args.epochs}")
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     with open(os.path.join(workdir, "arch.json")) as f:

@@ -3,8 +3,12 @@
 Data: the 1,797 8x8 handwritten digits of scikit-learn (real scans, no network),
 upsampled to 32x32 RGB; 90 % train / 10 % validation. Space: the paper's 22
 layers (20 searchable) at width 0.5 with strides for 32x32 inputs
-(`spnas.space.embedded_space`). Latency table: `embedded_cpu`, profiled
-on a 2-core x86 CPU with the LiteRT interpreter (1 thread) and shipped with spnas.
+(`spnas.space.embedded_space`); its input size is ``data.image_size``. Latency
+table: `embedded_cpu`, profiled on a 2-core x86 CPU with the LiteRT interpreter
+(1 thread) and shipped with spnas.
+
+Sections (configs/common.py): ``data``, ``schedule`` (the MnasNet recipe the
+trainer runs too), ``execution``; the search's own keys are top-level.
 
 Command:
   spnas-search --workdir=/tmp/spnas_search
@@ -13,32 +17,30 @@ lambda = 0, then lambda = 0.02); writes arch.json, search_log.csv,
 fig4_ce_runtime.png and fig6_kernel_std.png in the workdir. On the shipped table
 the space spans 0.094-0.540 ms; lambda = 0.2 brought the predicted runtime from
 0.540 to 0.312 ms in 75 steps in our runs (bench/search_sweep.py --lambdas=...).
-Knobs: --config.lambda_=0.2 --config.epochs=16 --config.latency_table=PATH
+Knobs: --config.lambda_=0.2 --config.schedule.epochs=16 --config.latency_table=PATH
        --config.target_ms=0.4 (latency-target mode instead of a fixed lambda).
 """
 
 import ml_collections
+from spnas.configs import common
 
 from spnas.space import PAPER_BLOCK_STRINGS
-from spnas.train.schedule import LR_PER_256
 
 
 def get_config(arg=None):
     del arg
     c = ml_collections.ConfigDict()
-    # Data.
-    c.dataset = "embedded"
-    c.data_dir = ""
-    c.manual_dir = ""
-    c.on_corrupt = "error"  # or "skip": skip and count unreadable images
-    c.validation_fraction = 0.1
-    c.augment = ml_collections.FieldReference(None, field_type=str)
-    c.num_classes = -1  # -1: from the dataset
-    # Search space (spnas.space.SearchSpace fields).
+    c.data = common.data("embedded", image_size=32)
+    # Schedule (reference-facts.md "Search"), scaled by epochs. No learning-rate
+    # warm-up; BN statistics recomputed before the final evaluation.
+    c.schedule = common.schedule(batch_size=64, epochs=common.PAPER_SEARCH_EPOCHS,
+                                 bn_recalibration_batches=20)
+    c.execution = common.execution(checkpoint_every=100, log_every=10)
+    c.seed = 0
+    # Search space (spnas.space.SearchSpace fields; input_size is data.image_size).
     c.space = ml_collections.ConfigDict(
         dict(
             blocks=list(PAPER_BLOCK_STRINGS),
-            input_size=32,
             width=0.5,
             stem_stride=2,
             block_strides=[1, 1, 2, 2, 1, 2, 1],
@@ -49,20 +51,11 @@ def get_config(arg=None):
     )
     c.latency_table = "embedded_cpu"  # a path or the name of a shipped table
     c.table_proxy = False  # True: allow a table of another input size (e.g. Pixel 1 on 32x32)
-    # Schedule (reference-facts.md "Search"), scaled by epochs.
-    c.batch_size = 64
-    c.epochs = 8.0  # the paper: 8 epochs, 5 of them warm-up
-    c.warmup_epochs = c.get_ref("epochs") * (5.0 / 8.0)  # lambda = 0, indicator dropout
-    c.steps_per_epoch = 0  # 0: train images // batch_size
-    c.lr_per_256 = LR_PER_256
-    c.lr = c.get_ref("lr_per_256") * c.get_ref("batch_size") / 256.0
-    c.lr_decay_epochs = 2.4
-    c.lr_decay_rate = 0.97
-    c.ema_decay = 0.9999
-    c.label_smoothing = 0.1
-    c.weight_decay = 1e-5
+    # The paper: 8 epochs, the first 5 with lambda = 0 and indicator dropout.
+    c.lambda_warmup_epochs = c.schedule.get_ref("epochs") * (
+        common.PAPER_SEARCH_WARMUP_EPOCHS / common.PAPER_SEARCH_EPOCHS
+    )
     c.indicator_keep_prob = 0.6
-    c.precise_bn_batches = 20  # recompute BN statistics before the final evaluation
     c.lambda_ = 0.02  # the release's run; runtime loss = lambda * 1e3 * ln(R_ms)
     # Latency-target mode (0 = off): a PI controller sets lambda from ln(R / target)
     # after the warm-up (spnas/search/target.py): integral gain target_lr,
@@ -75,12 +68,4 @@ def get_config(arg=None):
     c.target_max_lambda = 1.0
     c.target_decode = True
     c.target_tolerance = 0.05
-    # Execution.
-    c.strategy = "auto"  # auto | cpu | mirrored | multiworker | tpu
-    c.tpu = ""
-    c.cpu_replicas = 1
-    c.jit_compile = False  # XLA on CPU is ~5x slower for these nets
-    c.checkpoint_every = 100
-    c.log_every = 10
-    c.seed = 0
     return c

@@ -10,8 +10,9 @@ search; the searched net (spnas_pixel1) predicts 80.59 ms and measured
 
 Command (see scripts/search_tpu.sh):
   spnas-search --config=configs/imagenet_pixel1.py --workdir=gs://BUCKET/spnas/search \
-    --config.tpu=TPU_NAME --config.manual_dir=/path/to/imagenet_tars \
-    --config.data_dir=gs://BUCKET/tfds --config.latency_table=/path/to/pixel1_runtime_model.json
+    --config.execution.tpu=TPU_NAME --config.data.manual_dir=/path/to/imagenet_tars \
+    --config.data.data_dir=gs://BUCKET/tfds \
+    --config.latency_table=/path/to/pixel1_runtime_model.json
 Expected: the paper reports 30 TPU-hours (TPUv2) for this search and an
 architecture near 80 ms on the Pixel 1 table. Untested on a TPU by us: the same
 code path (tf.distribute + Keras fit) runs on CPU in the tests. The Pixel 1
@@ -19,26 +20,27 @@ table is not shipped: pass the release's pixel1_runtime_model.json (its format
 is detected and imported).
 """
 
-from spnas.configs_path import load_config
+from spnas.configs import common, default
+
 from spnas.space import PAPER_BLOCK_STRINGS
 
 
 def get_config(arg=None):
-    c = load_config("default.py", arg)
-    c.dataset = "imagenet2012"
+    c = default.get_config(arg)
+    c.data.dataset = common.IMAGENET
+    c.data.image_size = 224
     c.space.blocks = list(PAPER_BLOCK_STRINGS)
-    c.space.input_size = 224
     c.space.width = 1.0
     c.space.stem_stride = 2
     c.space.block_strides = [1, 2, 2, 2, 1, 2, 1]
     c.latency_table = ""  # required: path to the Pixel 1 table (release format is fine)
-    c.batch_size = 1024
-    c.epochs = 8.0
-    c.warmup_epochs = 5.0
-    c.lr_per_256 = 0.016
+    c.schedule.batch_size = common.PAPER_BATCH_SIZE  # lr follows: 0.016 * 1024 / 256 = 0.064
+    c.schedule.epochs = common.PAPER_SEARCH_EPOCHS  # lambda warm-up follows: 5 epochs
+    c.schedule.lr_per_256 = common.LR_PER_256
+    # 3,750 steps after the warm-up refresh the BN statistics.
+    c.schedule.bn_recalibration_batches = 0
     c.lambda_ = 0.020
-    c.strategy = "tpu"
-    c.precise_bn_batches = 0  # 3,750 steps after the warm-up refresh the BN statistics
-    c.checkpoint_every = 1000
-    c.log_every = 100
+    c.execution.strategy = "tpu"
+    c.execution.checkpoint_every = 1000
+    c.execution.log_every = 100
     return c

@@ -12,8 +12,8 @@ there, else the paper's searched net ``spnas_pixel1`` (4,421,616 parameters).
 
 Command (on a Cloud TPU VM; see scripts/train_tpu.sh):
   spnas-train --config=configs/imagenet_train.py --workdir=/path/to/run \
-      --config.tpu=NAME --config.manual_dir=/path/to/ILSVRC2012_tars \
-      --config.data_dir=gs://BUCKET/tfds --arch=spnas_pixel1
+      --config.execution.tpu=NAME --config.data.manual_dir=/path/to/ILSVRC2012_tars \
+      --config.data.data_dir=gs://BUCKET/tfds --arch=spnas_pixel1
 Expected (not run by us): the paper reports 74.96 % top-1 for spnas_pixel1
 (timm's own training of the same net: 74.09 %). Cost, estimated only: the
 paper's 8-epoch search took 3.75 h on a TPUv2-8 with the heavier supernet; 350
@@ -22,23 +22,23 @@ lighter than the supernet); expect days, not hours. Preparing imagenet2012 from
 the tars once takes hours and ~150 GB of disk (plus the tars).
 """
 
-from spnas.configs_path import load_config
+from spnas.configs import common, train_default
 
-PAPER_EPOCHS = 350.0  # reference-facts.md "Training"
+PAPER_EPOCHS = common.PAPER_TRAIN_EPOCHS  # reference-facts.md "Training"
 
 
 def get_config(arg=None):
-    c = load_config("train_default.py", arg)
+    c = train_default.get_config(arg)
     c.fallback_arch = "spnas_pixel1"
-    c.dataset = "imagenet2012"
-    c.image_size = 224
-    c.augment = None  # ImageNet's default: MnasNet distorted-box crop + flip
-    c.batch_size = 1024  # lr follows: 0.016 * 1024 / 256 = 0.064
-    c.eval_batch_size = 1000  # 50 full batches of the 50,000 validation images
-    c.epochs = PAPER_EPOCHS  # warm-up follows: 5 epochs
-    c.bn_recalibration_batches = 0  # the paper's recipe: the moving statistics as trained
-    c.strategy = "tpu"
-    c.jit_compile = True  # TPUs always compile with XLA
-    c.checkpoint_every = 2500  # steps (~2 epochs); a pre-empted run loses at most this
-    c.log_every = 100
+    c.data.dataset = common.IMAGENET
+    c.data.image_size = 224
+    c.data.augment = None  # ImageNet's default: MnasNet distorted-box crop + flip
+    c.schedule.batch_size = common.PAPER_BATCH_SIZE  # lr follows: 0.016 * 1024 / 256 = 0.064
+    c.schedule.eval_batch_size = 1000  # 50 full batches of the 50,000 validation images
+    c.schedule.epochs = PAPER_EPOCHS  # warm-up follows: 5 epochs
+    c.schedule.bn_recalibration_batches = 0  # the paper's recipe: the moving statistics as trained
+    c.execution.strategy = "tpu"
+    c.execution.jit_compile = True  # TPUs always compile with XLA
+    c.execution.checkpoint_every = 2500  # steps (~2 epochs); a pre-empted run loses at most this
+    c.execution.log_every = 100
     return c

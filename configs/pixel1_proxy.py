@@ -15,11 +15,11 @@ the target on the Pixel 1 table (bench/search_sweep.py --targets=60,80,100
 reports the three targets of issue 7).
 """
 
-from spnas.configs_path import load_config
+from spnas.configs import default
 
 
 def get_config(arg=None):
-    c = load_config("default.py", arg)
+    c = default.get_config(arg)
     c.latency_table = ""  # required: path to the Pixel 1 table (release format is fine)
     c.table_proxy = True
     c.target_ms = 80.0

@@ -9,18 +9,19 @@ Expected: well under a minute on 2 CPU cores (mostly building the train step);
 the architecture it decodes is not meaningful, the plumbing is.
 """
 
-from spnas.configs_path import load_config
+from spnas.configs import default
+
 from spnas.space import SMOKE_BLOCK_STRINGS
 
 
 def get_config(arg=None):
-    c = load_config("default.py", arg)
+    c = default.get_config(arg)
     c.space.blocks = list(SMOKE_BLOCK_STRINGS)
     c.space.block_strides = [1, 1, 2, 1]
     c.latency_table = "smoke_cpu"
-    c.batch_size = 16
-    c.epochs = 2.0
-    c.steps_per_epoch = 4
-    c.checkpoint_every = 4
-    c.log_every = 1
+    c.schedule.batch_size = 16
+    c.schedule.epochs = 2.0
+    c.schedule.steps_per_epoch = 4
+    c.execution.checkpoint_every = 4
+    c.execution.log_every = 1
     return c

@@ -21,8 +21,8 @@ HERE="$(cd "$(dirname "$0")/.." && pwd)"
 exec spnas-search \
   --config="$HERE/configs/imagenet_pixel1.py" \
   --workdir="$WORKDIR" \
-  --config.tpu="$TPU_NAME" \
-  --config.data_dir="${TFDS_DATA_DIR:-$BUCKET/tfds}" \
-  --config.manual_dir="${IMAGENET_MANUAL_DIR:-}" \
+  --config.execution.tpu="$TPU_NAME" \
+  --config.data.data_dir="${TFDS_DATA_DIR:-$BUCKET/tfds}" \
+  --config.data.manual_dir="${IMAGENET_MANUAL_DIR:-}" \
   --config.latency_table="$PIXEL1_TABLE" \
   "$@"

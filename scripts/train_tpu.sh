@@ -50,8 +50,8 @@ fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 args=(--config="$REPO/configs/imagenet_train.py" --workdir="$WORKDIR"
-      --config.tpu="$TPU_NAME" --config.data_dir="$DATA_DIR")
-[[ -n "$MANUAL_DIR" ]] && args+=(--config.manual_dir="$MANUAL_DIR")
+      --config.execution.tpu="$TPU_NAME" --config.data.data_dir="$DATA_DIR")
+[[ -n "$MANUAL_DIR" ]] && args+=(--config.data.manual_dir="$MANUAL_DIR")
 [[ -n "${ARCH:-}" ]] && args+=(--arch="$ARCH")
 
 sync_out() { [[ -n "$GCS_OUTPUT" ]] && gsutil -m -q rsync -r "$WORKDIR" "$GCS_OUTPUT" || true; }

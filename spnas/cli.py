@@ -32,7 +32,7 @@ from spnas.errors import UserError
 REPORTED = (UserError, OSError)
 
 
-def call(target: str, *args: Any, **kwargs: Any) -> Any:
+def call(target: str, /, *args: Any, **kwargs: Any) -> Any:
     """Imports ``"package.module:function"`` now and calls it (the TensorFlow seam)."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)(*args, **kwargs)

@@ -69,3 +69,30 @@ def check_writable_dir(path: str) -> str:
     except OSError as e:
         raise PermissionError(f"Work directory {path!r} is not writable: {e.strerror or e}.") from e
     return path
+
+
+def read_json(path: str, error: type[Exception], what: str, missing: str | None = None) -> Any:
+    """Reads a JSON input file, every failure one line naming the file.
+
+    Args:
+      path: the file.
+      error: the exception type for a file that exists but is not JSON (a
+        directory, not UTF-8, malformed); a subclass of ``UserError`` in spnas.
+      what: how messages name the file (``"Latency table"``, ``"arch"``).
+      missing: how the not-found message names it (default ``what``).
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      error: anything else that keeps it from being read as JSON.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{missing or what} {path!r} does not exist.")
+    if os.path.isdir(path):
+        raise error(f"{what} {path!r} is a directory, not a file.")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{what} {path!r} is not valid JSON: {e}.") from None

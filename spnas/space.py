@@ -1,7 +1,8 @@
 """The vocabulary of the Single-Path NAS search space (Stamoulis et al., 2019, Sec. 3.1-3.4).
 
-The ground floor of spnas: it imports nothing else of spnas, and everything
-else builds on it. It holds the candidates and constants of the space, the
+The ground floor of spnas: it imports nothing of spnas but the error base
+(:mod:`spnas.errors`, which imports nothing at all), and everything else builds
+on it. It holds the candidates and constants of the space, the
 :class:`SearchSpace` and its layer resolution, the rule from the three
 indicators to a layer's choice, the per-layer runtime model of Eq. 11-12 (on
 floats and on tensors alike), uniform random sampling of architectures and
@@ -450,11 +451,12 @@ def resolve_space(spec: str) -> SearchSpace:
         raise SpaceError(f"Unknown space {spec!r}; expected one of {SPACE_NAMES} or a .json file.")
     if not os.path.isfile(spec):
         raise FileNotFoundError(f"Search-space file {spec!r} does not exist.")
-    with open(spec) as f:
-        try:
-            data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SpaceError(f"Search-space file {spec!r} is not valid JSON: {e}.") from None
+    with open(spec, "rb") as f:
+        raw = f.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpaceError(f"Search-space file {spec!r} is not valid JSON: {e}.") from None
     if isinstance(data, dict) and isinstance(data.get("space"), dict):
         data = data["space"]  # an arch.json
     if not isinstance(data, dict):

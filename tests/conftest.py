@@ -1,15 +1,13 @@
 """Shared pytest setup: quiet TensorFlow, the --runslow flag, ../shared data."""
 
 import os
-import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from tests.helpers import SHARED  # noqa: E402
 
 
 def pytest_addoption(parser):

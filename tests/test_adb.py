@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-from tiny_spaces import ONE_LAYER
 
 from spnas.latency.adb import (
     AdbError,
@@ -26,6 +25,7 @@ from spnas.latency.adb import (
     cpu_mask,
     parse_benchmark_output,
 )
+from tests.tiny_spaces import ONE_LAYER
 
 # benchmark_model output as TFLite 2.x prints it (trimmed); the first count=
 # line is the warm-up, the second the timed runs.
@@ -256,17 +256,17 @@ def no_conversion(monkeypatch):
     "models" and longer fake latencies, without minutes of conversion.
     """
     import spnas.export.tflite
-    import spnas.latency.profile
+    import spnas.latency.probe
 
     def fake(model, method="saved_model"):
         return b"m" * (model.count_params() + 1)
 
-    monkeypatch.setattr(spnas.latency.profile, "convert_float", fake)
+    monkeypatch.setattr(spnas.latency.probe, "convert_float", fake)
     monkeypatch.setattr(spnas.export.tflite, "convert_float", fake)
 
 
 def layer_params(space, index, choice):
-    from spnas.latency.profile import layer_model
+    from spnas.latency.probe import layer_model
 
     return layer_model(space.layers()[index], choice).count_params()
 

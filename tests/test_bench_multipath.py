@@ -7,8 +7,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import REPO
 from keras import ops
+
+from tests.helpers import REPO
 
 if str(REPO) not in sys.path:  # ``bench`` lives beside ``spnas``, not inside it
     sys.path.insert(0, str(REPO))
@@ -24,9 +25,10 @@ from bench.search_cost import (  # noqa: E402
     expected_threshold_params,
     load_benchmark_table,
 )
-from spnas.tables.table import LatencyTable  # noqa: E402
-from spnas.space import CANDIDATES, SearchSpace, embedded_space  # noqa: E402
 from spnas.search.supernet import build_supernet  # noqa: E402
+from spnas.space import CANDIDATES, SearchSpace, embedded_space  # noqa: E402
+from spnas.superkernel import Head, MBConv, Stem  # noqa: E402
+from spnas.tables.table import LatencyTable  # noqa: E402
 
 # Stem 8 ch, s1; layer 0 fixed e1 k3 8->8; layers 1-2 searchable (1: s2, 8->16,
 # not skippable; 2: 16->16, skippable, residual); layer 3 fixed k3 e6 16->16; head 32.
@@ -138,3 +140,17 @@ def test_benchmark_refuses_table_for_other_spaces(pixel1_table_path):
     assert len(table.layers) == 20
     # The paper space: 15 skippable and 5 block-first searchable layers.
     assert expected_threshold_params(SearchSpace()) == 15 * 3 + 5 * 2
+
+
+def test_paths_stem_head_are_the_package_layers():
+    """Every MBConv path is the package's MBConv (fixed); stem, head and fixed layers
+    are the single-path supernet's own classes."""
+    mp = build_multipath_supernet(TINY)
+    sp = build_supernet(TINY)
+    assert type(mp.stem) is type(sp.stem) is Stem and type(mp.head) is type(sp.head) is Head
+    for block in mp.searchable_blocks:
+        assert all(type(p) is MBConv and not p.searchable for p in block.path_blocks)
+        assert [p.kernel_size for p in block.path_blocks] == [3, 3, 5, 5]
+        assert [p.expansion for p in block.path_blocks] == [3, 6, 3, 6]
+    fixed = [b for b in mp.mbconv if not isinstance(b, MultiPathMBConv)]
+    assert [b.get_config() for b in fixed] == [b.get_config() for b in sp.mbconv if not b.searchable]

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
-from test_data import CIFAR_CLASSES, _collect, _extract_subset
 
 from spnas.data import DatasetError, build_dataset, dataset_info
+from tests.test_data import CIFAR_CLASSES, _collect, _extract_subset
 
 SUBSET = {"root": None}
 

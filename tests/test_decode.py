@@ -4,8 +4,6 @@ import json
 
 import pytest
 
-from spnas.latency import load_table
-from spnas.models import get_arch
 from spnas.arch.handoff import (
     ARCH_FORMAT,
     ArchError,
@@ -15,6 +13,8 @@ from spnas.arch.handoff import (
     stage_strings,
     write_arch,
 )
+from spnas.latency import load_table
+from spnas.models import get_arch
 from spnas.space import SearchSpace, embedded_space, uniform_choices
 
 

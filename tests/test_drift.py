@@ -2,17 +2,13 @@
 
 import numpy as np
 import pytest
-from tiny_spaces import ONE_LAYER
 
+from spnas.latency.build import table_from_profile
 from spnas.latency.drift import calibration_nets, measure_with_drift
-from spnas.latency.profile import (
-    CONVERSION,
-    convert_float,
-    network_model,
-    profile_space,
-    table_from_profile,
-)
+from spnas.latency.probe import CONVERSION, convert_float, network_model
+from spnas.latency.profile import profile_space
 from spnas.space import SearchSpace, embedded_space
+from tests.tiny_spaces import ONE_LAYER
 
 
 def test_shipped_table_calibration_nets_reproduce_its_scale():
@@ -48,9 +44,9 @@ def test_measure_with_drift(calibrated):
 
 
 def test_uncalibrated_table_gives_none():
+    from spnas.space import smoke_space
     from spnas.tables import shipped as tables
     from spnas.tables.table import load_table
-    from spnas.space import smoke_space
 
     table = load_table(tables.path("smoke_cpu"))
     assert calibration_nets(table, smoke_space()) == []

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from spnas.latency import LatencyTableError, load_table, predict_ms, save_table
-from spnas.tables.runtime_model import latency_range_ms
-from spnas.tables.table import FORMAT, table_from_json
 from spnas.models import get_arch
 from spnas.space import SearchSpace, embedded_space, uniform_choices
+from spnas.tables.runtime_model import latency_range_ms
+from spnas.tables.table import FORMAT, table_from_json
 
 
 def test_pixel1_check_figures(pixel1_table_path):

@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-from spnas.models import build_model, count_params, get_arch, list_archs
-from spnas.arch.stages import StageSpec, decode, decode_all, encode
+from spnas.arch.handoff import ArchError, make_arch, write_arch
 from spnas.arch.plan import ArchitectureError, plan_model
 from spnas.arch.registry import UnknownArchError
-from spnas.arch.handoff import ArchError, make_arch, write_arch
+from spnas.arch.stages import StageSpec, decode, decode_all, encode
+from spnas.models import build_model, count_params, get_arch, list_archs
 from spnas.space import SKIP, SearchSpace, embedded_space, parse_choice, uniform_choices
 
 # name -> golden count. Source / derivation of each figure:

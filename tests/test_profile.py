@@ -6,20 +6,15 @@ import subprocess
 import sys
 
 import pytest
-from tiny_spaces import ONE_LAYER, TINY
 
 from spnas.latency import LatencyTableError, load_table, save_table
+from spnas.latency.build import table_from_profile
+from spnas.latency.probe import network_model
+from spnas.latency.profile import ProfileError, profile_space, profile_table
+from spnas.latency.timing import measure_network
+from spnas.space import CANDIDATES, SearchSpace, embedded_space, resolve_space
 from spnas.tables import shipped
-from spnas.latency.profile import (
-    ProfileError,
-    measure_network,
-    network_model,
-    profile_space,
-    profile_table,
-    resolve_space,
-    table_from_profile,
-)
-from spnas.space import CANDIDATES, SearchSpace, embedded_space
+from tests.tiny_spaces import ONE_LAYER, TINY
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from spnas.latency import latency_range_ms, load_table, predict_ms
-from spnas.tables import shipped
 from spnas.arch.handoff import load_arch
+from spnas.latency import latency_range_ms, load_table, predict_ms
 from spnas.search.random_search import (
     RandomSearchError,
     layer_options,
@@ -20,6 +19,7 @@ from spnas.search.random_search import (
     sample_choices,
 )
 from spnas.space import CANDIDATES, SKIP, SearchSpace, smoke_space, validate_choices
+from spnas.tables import shipped
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from spnas.configs_path import load_config
 from spnas.arch.handoff import load_arch
+from spnas.configs_path import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,8 +34,8 @@ def _log_steps(workdir):
 
 def test_embedded_default_smoke(tmp_path):
     """The embedded default's full 22-layer space, a few steps, decodes a valid arch.json."""
-    r = _run(tmp_path, "--config.batch_size=16", "--config.steps_per_epoch=2",
-             "--config.epochs=2", config="configs/default.py")
+    r = _run(tmp_path, "--config.schedule.batch_size=16", "--config.schedule.steps_per_epoch=2",
+             "--config.schedule.epochs=2", config="configs/default.py")
     assert r.returncode == 0, r.stderr[-3000:]
     arch = load_arch(str(tmp_path / "arch.json"))
     assert len(arch["layers"]) == 22 and arch["latency_table"]["device"]
@@ -69,13 +69,13 @@ def test_smoke_search_in_process(tmp_path, capsys):
     assert "arch.json: " in out and "predicted latency" in out
     # spnas-report redraws the figures from the files.
     os.remove(tmp_path / "fig4_ce_runtime.png")
-    r = subprocess.run([sys.executable, "-m", "spnas.search.report", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "spnas.search.report_main", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 0 and (tmp_path / "fig4_ce_runtime.png").exists()
 
 
 def test_resume_after_sigkill(tmp_path):
-    overrides = ("--config.steps_per_epoch=12", "--config.checkpoint_every=4")
+    overrides = ("--config.schedule.steps_per_epoch=12", "--config.execution.checkpoint_every=4")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(_cmd(tmp_path, *overrides), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env)
@@ -99,7 +99,8 @@ def test_resume_after_sigkill(tmp_path):
 
 
 def test_two_replicas_mirrored(tmp_path):
-    r = _run(tmp_path, "--config.strategy=mirrored", "--config.cpu_replicas=2")
+    r = _run(tmp_path, "--config.execution.strategy=mirrored",
+             "--config.execution.cpu_replicas=2")
     assert r.returncode == 0, r.stderr[-3000:]
     arch = load_arch(str(tmp_path / "arch.json"))
     assert arch["search"]["replicas"] == 2
@@ -108,13 +109,14 @@ def test_two_replicas_mirrored(tmp_path):
 @pytest.mark.parametrize(
     "overrides, error, message",
     [
-        (dict(dataset="no_such_dataset"), "DatasetError", "no_such_dataset"),
-        (dict(dataset="imagenet2012", manual_dir="/nonexistent/imagenet"), "DatasetError",
+        ({"data.dataset": "no_such_dataset"}, "DatasetError", "no_such_dataset"),
+        ({"data.dataset": "imagenet2012", "data.manual_dir": "/nonexistent/imagenet"},
+         "DatasetError",
          "/nonexistent/imagenet"),
-        (dict(latency_table="/nonexistent/table.json"), "FileNotFoundError",
+        ({"latency_table": "/nonexistent/table.json"}, "FileNotFoundError",
          "No shipped latency table"),
-        (dict(target_ms=1e6), "SearchConfigError", "outside the reachable range"),
-        (dict(latency_table="embedded_cpu"), "LatencyTableError",
+        ({"target_ms": 1e6}, "SearchConfigError", "outside the reachable range"),
+        ({"latency_table": "embedded_cpu"}, "LatencyTableError",
          "20 searchable layers but the supernet has 4"),
     ],
 )
@@ -122,8 +124,7 @@ def test_bad_input_named_before_training(tmp_path, overrides, error, message):
     from spnas.search.run import run
 
     config = load_config("smoke.py")
-    config.unlock()
-    config.update(overrides)
+    config.update_from_flattened_dict(overrides)
     with pytest.raises(Exception, match=message) as info:
         run(config, str(tmp_path / "w"))
     assert type(info.value).__name__ == error
@@ -151,8 +152,8 @@ def test_nan_loss_stops_with_clear_error(tmp_path):
     from spnas.train.runner import TrainingDivergedError
 
     config = load_config("smoke.py")
-    config.unlock()
-    config.update(dict(lr_per_256=1e30, checkpoint_every=1))
+    config.update_from_flattened_dict({"schedule.lr_per_256": 1e30,
+                                       "execution.checkpoint_every": 1})
     with pytest.raises(TrainingDivergedError, match="diverged.*(kept|no checkpoint)"):
         run(config, str(tmp_path))
     assert not (tmp_path / "arch.json").exists()

@@ -8,11 +8,11 @@ import tempfile
 import keras
 import numpy as np
 import pytest
-from backend_utils import gradients
 from keras import ops
 
-from spnas.tables.runtime_model import layer_runtime_paper
 from spnas.superkernel import SuperkernelDepthwiseConv, indicator
+from spnas.tables.runtime_model import layer_runtime_paper
+from tests.backend_utils import gradients
 
 C = 12  # 6 x 2 input channels
 BIG = 1e6

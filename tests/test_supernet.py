@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from keras import ops
 
-from spnas.tables.table import LatencyTable
 from spnas.models import blocks
-from spnas.space import CANDIDATES, SearchSpace, embedded_space, uniform_choices
 from spnas.search.supernet import RUNTIME_LOSS_SCALE, Supernet, build_supernet, latency_config
+from spnas.space import CANDIDATES, SearchSpace, embedded_space, uniform_choices
+from spnas.superkernel import Head, MBConv, Stem
+from spnas.tables.table import LatencyTable
 
 TINY = SearchSpace(
     blocks=("r1_k3_s11_e1_i32_o16_noskip", "r2_k5_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
@@ -145,3 +146,28 @@ def test_latency_entries_must_match_space():
     del cfg["layers"]["2"]
     with pytest.raises(ValueError, match="searchable layers"):
         Supernet(TINY, cfg)
+
+
+def test_supernet_and_plain_network_share_one_definition():
+    """Stem, MBConv layers and head of the supernet are the layers the plain
+    builder unrolls: same classes, same sub-layers, same weight shapes."""
+    supernet = build_supernet(TINY)
+    assert type(supernet.stem) is Stem and type(supernet.head) is Head
+    assert all(type(b) is MBConv for b in supernet.mbconv)
+    plain = plain_k5e6_network(TINY)
+    by_name = {layer.name: layer for layer in plain.layers}
+    for block, spec in zip(supernet.mbconv, TINY.layers()):
+        assert block.searchable == spec.searchable
+        for part in block.chain():
+            twin = by_name[f"l{spec.index}_{part.name}"]
+            if part is block.conv_dw and block.searchable:  # the 5x5 superkernel
+                assert twin.kernel_size == (5, 5)
+                assert tuple(part.depthwise_kernel.shape) == tuple(twin.kernel.shape)
+                continue
+            assert type(part) is type(twin)
+            assert [tuple(w.shape) for w in part.weights] == [tuple(w.shape) for w in twin.weights]
+    for part, prefix in ((supernet.stem, "stem"), (supernet.head, "head")):
+        for sub in part.chain():
+            twin = by_name[sub.name if sub.name == "classifier" else f"{prefix}_{sub.name}"]
+            assert type(sub) is type(twin)
+            assert [tuple(w.shape) for w in sub.weights] == [tuple(w.shape) for w in twin.weights]

@@ -56,6 +56,13 @@ def test_bad_target_rejected():
         LambdaController(target_ms=0.0, eta=0.1, initial_lambda=0.0, max_lambda=1.0)
     with pytest.raises(ValueError, match="target_kp >= 0"):
         LambdaController(target_ms=1.0, eta=0.1, initial_lambda=0.0, max_lambda=1.0, kp=-1)
+    # A user error (one line from the CLI), not a bug.
+    from spnas.errors import UserError
+    from spnas.search.target import SearchConfigError
+
+    with pytest.raises(SearchConfigError, match="target_lr >= 0") as info:
+        LambdaController(target_ms=1.0, eta=-1.0, initial_lambda=0.0, max_lambda=1.0)
+    assert isinstance(info.value, UserError)
 
 
 def test_budget_verdict():
@@ -79,10 +86,10 @@ def _smoke_decisions():
 
 
 def _smoke():
-    from spnas.tables import shipped as tables
-    from spnas.tables.table import load_table
     from spnas.arch.handoff import choice_from_decisions
     from spnas.space import smoke_space
+    from spnas.tables import shipped as tables
+    from spnas.tables.table import load_table
 
     space = smoke_space()
     decisions = _smoke_decisions()
@@ -93,8 +100,8 @@ def _smoke():
 
 
 def test_budget_decode_keeps_a_net_already_within():
-    from spnas.tables.runtime_model import predict_ms
     from spnas.search.target import decode_at_budget
+    from spnas.tables.runtime_model import predict_ms
 
     space, table, decisions, choices = _smoke()
     plain = predict_ms(table, choices, space)
@@ -105,8 +112,8 @@ def test_budget_decode_keeps_a_net_already_within():
 
 @pytest.mark.parametrize("factor", [0.8, 1.06])
 def test_budget_decode_moves_to_the_target_with_least_certain_groups(factor):
-    from spnas.tables.runtime_model import predict_ms
     from spnas.search.target import decode_at_budget
+    from spnas.tables.runtime_model import predict_ms
 
     space, table, decisions, choices = _smoke()
     target = predict_ms(table, choices, space) * factor
@@ -131,11 +138,11 @@ def test_budget_decode_out_of_reach_takes_the_nearest():
 @pytest.mark.parametrize("target", [1e-3, 1e6])
 def test_unreachable_target_names_the_range(tmp_path, target):
     from spnas.configs_path import load_config
+    from spnas.search.run import SearchConfigError, run
+    from spnas.space import smoke_space
     from spnas.tables import shipped as tables
     from spnas.tables.runtime_model import latency_range_ms
     from spnas.tables.table import load_table
-    from spnas.search.run import SearchConfigError, run
-    from spnas.space import smoke_space
 
     lo, hi = latency_range_ms(load_table(tables.path("smoke_cpu")), smoke_space())
     config = load_config("smoke.py")
@@ -150,10 +157,10 @@ def test_unreachable_target_names_the_range(tmp_path, target):
 @pytest.mark.parametrize("fraction", [0.25, 0.5, 0.75])
 def test_targets_across_the_embedded_range(tmp_path, fraction):
     """A target at 25/50/75 % of the embedded default's latency range lands within 5 %."""
+    from spnas.space import embedded_space
     from spnas.tables import shipped as tables
     from spnas.tables.runtime_model import latency_range_ms
     from spnas.tables.table import load_table
-    from spnas.space import embedded_space
 
     lo, hi = latency_range_ms(load_table(tables.path("embedded_cpu")), embedded_space())
     target = round(lo + fraction * (hi - lo), 4)

@@ -17,9 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from spnas.configs_path import load_config
-from spnas.arch.plan import plan_model
 from spnas.arch.handoff import make_arch, write_arch
+from spnas.arch.plan import plan_model
+from spnas.configs_path import load_config
 from spnas.space import SKIP, embedded_space, uniform_choices
 from spnas.train.run import (
     ARCH_FILE,
@@ -36,20 +36,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_STAGES = "ds_r1_k3_s1_c16,ir_r1_k3_s2_e3_c24"
 
 
-def _config(**overrides):
+def _config(arch="", **overrides):
+    """The default training config at test sizes; ``overrides`` are dotted keys
+    (``schedule__train_steps=1`` sets ``schedule.train_steps``)."""
     c = load_config("train_default.py")
-    c.update(
-        dict(
-            batch_size=16,
-            train_steps=3,
-            checkpoint_every=2,
-            log_every=1,
-            run_eagerly=True,
-            bn_recalibration_batches=2,
-            eval_batch_size=179,
-        )
-    )  # one eval batch
-    c.update(overrides)
+    c.update_from_flattened_dict(
+        {
+            "schedule.batch_size": 16,
+            "schedule.train_steps": 3,
+            "execution.checkpoint_every": 2,
+            "execution.log_every": 1,
+            "execution.run_eagerly": True,
+            "schedule.bn_recalibration_batches": 2,
+            "schedule.eval_batch_size": 179,  # one eval batch
+        }
+    )
+    c.arch = arch
+    c.update_from_flattened_dict({k.replace("__", "."): v for k, v in overrides.items()})
     return c
 
 
@@ -83,23 +86,23 @@ def test_configs_follow_the_paper():
     from spnas.train.schedule import LR_PER_256
 
     default = load_config("train_default.py")
-    assert default.lr_per_256 == LR_PER_256  # the config's own copy of the constant
-    assert default.lr == pytest.approx(0.016 * 64 / 256)
-    assert default.warmup_epochs == pytest.approx(default.epochs * 5 / 350)
+    assert default.schedule.lr_per_256 == LR_PER_256  # the config's own copy of the constant
+    assert default.schedule.lr == pytest.approx(0.016 * 64 / 256)
+    assert default.schedule.warmup_epochs == pytest.approx(default.schedule.epochs * 5 / 350)
     imagenet = load_config("imagenet_train.py")
-    assert imagenet.lr == pytest.approx(0.064)
-    assert imagenet.warmup_epochs == pytest.approx(5.0)
-    assert imagenet.eval_batch_size == 1000 and imagenet.batch_size == 1024
-    assert (imagenet.dataset, imagenet.image_size, imagenet.strategy) == (
+    assert imagenet.schedule.lr == pytest.approx(0.064)
+    assert imagenet.schedule.warmup_epochs == pytest.approx(5.0)
+    assert imagenet.schedule.eval_batch_size == 1000 and imagenet.schedule.batch_size == 1024
+    assert (imagenet.data.dataset, imagenet.data.image_size, imagenet.execution.strategy) == (
         "imagenet2012",
         224,
         "tpu",
     )
-    assert "manual_dir" in imagenet and imagenet.fallback_arch == "spnas_pixel1"
-    assert imagenet.ema_decay == 0.9999 and imagenet.label_smoothing == 0.1
-    assert imagenet.weight_decay == 1e-5 and imagenet.dropout == 0.2
+    assert "manual_dir" in imagenet.data and imagenet.fallback_arch == "spnas_pixel1"
+    assert imagenet.schedule.ema_decay == 0.9999 and imagenet.schedule.label_smoothing == 0.1
+    assert imagenet.schedule.weight_decay == 1e-5 and imagenet.dropout == 0.2
     # MnasNet: int(350 * 1,281,167 / 1024) steps.
-    per_epoch, total = schedule_lengths(imagenet, 1_281_167)
+    per_epoch, total = schedule_lengths(imagenet.schedule, 1_281_167)
     assert total == 437_898 and per_epoch == pytest.approx(1251.1396, abs=1e-3)
 
 
@@ -128,7 +131,7 @@ def test_train_registry_arch(tmp_path, capsys):
     from spnas.train.run import run
 
     report = run(
-        _config(arch="mobilenetv2_035", train_steps=1, bn_recalibration_batches=1), str(tmp_path)
+        _config(arch="mobilenetv2_035", schedule__train_steps=1, schedule__bn_recalibration_batches=1), str(tmp_path)
     )
     assert "top-1" in capsys.readouterr().out
     saved = json.loads((tmp_path / REPORT_FILE).read_text())
@@ -146,7 +149,7 @@ def test_train_registry_arch(tmp_path, capsys):
     assert not [f for f in os.listdir(tmp_path) if "partial" in f or f.endswith(".tmp")]
     # Rerunning a finished run trains nothing and says so, on stderr.
     report = run(
-        _config(arch="mobilenetv2_035", train_steps=1, bn_recalibration_batches=1), str(tmp_path)
+        _config(arch="mobilenetv2_035", schedule__train_steps=1, schedule__bn_recalibration_batches=1), str(tmp_path)
     )
     assert report["steps"] == 1 and "at step 1, already finished" in capsys.readouterr().err
 
@@ -168,7 +171,7 @@ def test_train_searched_arch_json_exports_ema_weights(tmp_path):
     (tmp_path / "checkpoints" / "ckpt.json").write_text('{"step": 1000}')
     # arch "": takes <workdir>/arch.json. Without BN recalibration the export is exactly
     # the optimizer's EMA of the trainable weights plus the trained BN statistics.
-    config = _config(bn_recalibration_batches=0)
+    config = _config(schedule__bn_recalibration_batches=0)
     report = run(config, str(tmp_path))
     assert report["arch"]["source"].startswith("searched")
     assert report["arch"]["layers"] == choices and report["steps"] == 3
@@ -251,7 +254,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, case, unknown_format_json):
     flags = {
         "malformed": ["--arch=ds_r1_k3_s1_c16,ir_r2_k3_s2_e6_c24_bogus"],
         "unknown_format": [f"--arch={unknown_format_json}"],
-        "downsampling": ["--arch=spnas_pixel1", "--config.image_size=8"],
+        "downsampling": ["--arch=spnas_pixel1", "--config.data.image_size=8"],
         "unwritable": ["--arch=mobilenetv2_035"],
     }[case]
     if case == "unwritable":
@@ -281,12 +284,12 @@ def test_resume_after_sigkill(tmp_path):
     total = 60
     flags = [
         f"--arch={TINY_STAGES}",
-        f"--config.train_steps={total}",
-        "--config.checkpoint_every=20",
-        "--config.log_every=1",
-        "--config.batch_size=16",
-        "--config.eval_batch_size=179",
-        "--config.bn_recalibration_batches=1",
+        f"--config.schedule.train_steps={total}",
+        "--config.execution.checkpoint_every=20",
+        "--config.execution.log_every=1",
+        "--config.schedule.batch_size=16",
+        "--config.schedule.eval_batch_size=179",
+        "--config.schedule.bn_recalibration_batches=1",
     ]
     proc = subprocess.Popen(
         _cmd(tmp_path, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
@@ -345,9 +348,9 @@ def test_tpu_script_passes_its_arguments(tmp_path):
     assert f"--config={os.path.join(ROOT, 'configs', 'imagenet_train.py')}" in args
     for expected in (
         f"--workdir={tmp_path / 'run'}",
-        "--config.tpu=my-tpu",
-        "--config.data_dir=gs://b/tfds",
-        "--config.manual_dir=/data/tars",
+        "--config.execution.tpu=my-tpu",
+        "--config.data.data_dir=gs://b/tfds",
+        "--config.data.manual_dir=/data/tars",
         "--arch=mobilenetv2_100",
     ):
         assert expected in args
@@ -359,12 +362,12 @@ def test_tpu_script_passes_its_arguments(tmp_path):
 def test_two_replicas_mirrored(tmp_path):
     flags = [
         f"--arch={TINY_STAGES}",
-        "--config.train_steps=4",
-        "--config.checkpoint_every=2",
-        "--config.batch_size=16",
-        "--config.bn_recalibration_batches=2",
-        "--config.strategy=mirrored",
-        "--config.cpu_replicas=2",
+        "--config.schedule.train_steps=4",
+        "--config.execution.checkpoint_every=2",
+        "--config.schedule.batch_size=16",
+        "--config.schedule.bn_recalibration_batches=2",
+        "--config.execution.strategy=mirrored",
+        "--config.execution.cpu_replicas=2",
     ]
     r = subprocess.run(
         _cmd(tmp_path, *flags), capture_output=True, text=True, timeout=600, env=_env()
@@ -373,7 +376,7 @@ def test_two_replicas_mirrored(tmp_path):
     report = json.loads((tmp_path / REPORT_FILE).read_text())
     assert report["replicas"] == 2 and report["steps"] == 4
     r = subprocess.run(
-        _cmd(tmp_path / "odd", *flags, "--config.eval_batch_size=179"),
+        _cmd(tmp_path / "odd", *flags, "--config.schedule.eval_batch_size=179"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -386,11 +389,11 @@ def test_two_replicas_mirrored(tmp_path):
 def test_divergence_is_one_line_exit_2(tmp_path):
     flags = [
         f"--arch={TINY_STAGES}",
-        "--config.train_steps=20",
-        "--config.checkpoint_every=5",
-        "--config.batch_size=16",
-        "--config.lr_per_256=1e30",
-        "--config.warmup_epochs=0",
+        "--config.schedule.train_steps=20",
+        "--config.execution.checkpoint_every=5",
+        "--config.schedule.batch_size=16",
+        "--config.schedule.lr_per_256=1e30",
+        "--config.schedule.warmup_epochs=0",
     ]
     r = subprocess.run(
         _cmd(tmp_path, *flags), capture_output=True, text=True, timeout=600, env=_env()

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from spnas.latency import load_table, predict_ms
-from spnas.tables import shipped
 from spnas.latency.validate import error_metrics, validate, write_report
 from spnas.search.random_search import sample_choices
 from spnas.space import smoke_space, validate_choices
+from spnas.tables import shipped
 
 
 def test_error_metrics():
@@ -120,13 +120,13 @@ TINY = dict(blocks=("r1_k3_s11_e1_i32_o16_noskip", "r2_k5_s22_e6_i16_o24"), inpu
 
 
 def _stats(ms):
-    from spnas.latency.profile import HostStats
+    from spnas.latency.timing import HostStats
 
     return HostStats.from_samples([ms * 1.2, ms, ms * 1.1], threads=1)
 
 
 def test_overhead_is_paid_once_per_network():
-    from spnas.latency.profile import MIN_AFTER_OVERHEAD, Profile, table_from_profile
+    from spnas.latency.build import MIN_AFTER_OVERHEAD, Profile, table_from_profile
     from spnas.space import CANDIDATES, SearchSpace
 
     space = SearchSpace(**TINY)
@@ -171,13 +171,9 @@ def test_overhead_is_paid_once_per_network():
 
 def test_cpu_lists_affinity_and_clocks():
     from spnas.export.tflite import convert_float
-    from spnas.latency.profile import (
-        check_clock,
-        cpu_affinity,
-        overhead_probe_model,
-        parse_cpus,
-        time_interleaved,
-    )
+    from spnas.latency.cpus import cpu_affinity, parse_cpus
+    from spnas.latency.probe import overhead_probe_model
+    from spnas.latency.timing import check_clock, time_interleaved
 
     assert parse_cpus("0,2-3") == (0, 2, 3) and parse_cpus("") is None
     for bad in ("a", "3-1", "-1"):

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from spnas.arch.stages import ArchError, StageSpec, encode
-from spnas.fileio import atomic_write_json, sha256_file
+from spnas.fileio import atomic_write_json, read_json, sha256_file
 from spnas.space import (
     SKIP,
     SearchSpace,
@@ -200,14 +199,5 @@ def load_arch(path: str) -> Arch:
       ArchError: a directory, not UTF-8 JSON, or not a valid arch (names the file).
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Architecture file {path!r} does not exist.")
-    if os.path.isdir(path):
-        raise ArchError(f"arch {path!r} is a directory, not an arch.json file.")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArchError(f"arch {path!r} is not valid JSON: {e}.") from None
+    data = read_json(path, ArchError, "arch", missing="Architecture file")
     return Arch(validate_arch(data, where=path), path=os.path.abspath(path), sha256=sha256_file(path))

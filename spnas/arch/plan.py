@@ -274,15 +274,38 @@ def plan_model(
             f"head_scaling must be one of {HEAD_SCALING}, got {head_scaling!r}."
         )
 
+    layers = _plan_layers(source.stages, specs, input_size, stem_stride,
+                          round_filters(stem_base, width), width)
+    model_name = name if name is not None else source.name
+    model_name = re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "convnet"
+    return ModelPlan(
+        name=model_name,
+        stages=tuple(source.stages),
+        input_size=input_size,
+        num_classes=num_classes,
+        dropout=dropout,
+        width=width,
+        stem_channels=round_filters(stem_base, width),
+        stem_stride=stem_stride,
+        head_channels=scaled_head(head_base, width, head_scaling),
+        layers=tuple(layers),
+    )
+
+
+def _plan_layers(
+    stages: Sequence[str], specs: Sequence, input_size: int, stem_stride: int, stem_ch: int,
+    width: float,
+) -> list[LayerPlan]:
+    """One LayerPlan per MBConv layer, downsampling checked as SearchSpace.layers does."""
     if input_size % stem_stride:
         raise ArchitectureError(
             f"Input size {input_size} cannot be downsampled as asked: the stem has stride "
             f"{stem_stride}, which does not divide it."
         )
     hw = input_size // stem_stride
-    in_ch = round_filters(stem_base, width)
+    in_ch = stem_ch
     layers: list[LayerPlan] = []
-    for s, (text, spec) in enumerate(zip(source.stages, specs)):
+    for s, (text, spec) in enumerate(zip(stages, specs)):
         out_ch = round_filters(spec.channels, width)
         for r in range(spec.repeats):
             stride = spec.stride if r == 0 else 1
@@ -309,21 +332,7 @@ def plan_model(
                 )
             )
             hw, in_ch = out_hw, out_ch
-
-    model_name = name if name is not None else source.name
-    model_name = re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "convnet"
-    return ModelPlan(
-        name=model_name,
-        stages=tuple(source.stages),
-        input_size=input_size,
-        num_classes=num_classes,
-        dropout=dropout,
-        width=width,
-        stem_channels=round_filters(stem_base, width),
-        stem_stride=stem_stride,
-        head_channels=scaled_head(head_base, width, head_scaling),
-        layers=tuple(layers),
-    )
+    return layers
 
 
 def count_params(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_digits
 
 from spnas.data.source import DatasetInfo, Source
 from spnas.data.splits import stratified_split
@@ -23,8 +25,6 @@ MAX_GREY = 16.0  # load_digits grey levels are 0..16
 @functools.lru_cache(maxsize=1)
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     """All digits as float32 [N, 8, 8, 1] in 0..255 and int32 labels [N]."""
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     images = (digits.images.astype(np.float32) * (255.0 / MAX_GREY))[..., None]
     return images, digits.target.astype(np.int32)
@@ -50,8 +50,6 @@ def embedded_info(split: str, validation_fraction: float, seed: int) -> DatasetI
 
 def embedded_source(split: str, validation_fraction: float, seed: int) -> Source:
     """The digits split as a Source of decoded [8, 8, 1] images in 0..255."""
-    import tensorflow as tf
-
     images, labels = _load_digits()
     idx = _split_indices(split, validation_fraction, seed)
     elements = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))

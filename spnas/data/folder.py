@@ -18,6 +18,7 @@ import logging
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from spnas.data.folder_scan import scan_files
 from spnas.data.source import DatasetError, DatasetInfo, Source
@@ -129,8 +130,6 @@ def folder_source(
     root: str, split: str, validation_fraction: float, seed: int, on_corrupt: str
 ) -> Source:
     """A folder split as a Source of (path, label); files are read in the pipeline."""
-    import tensorflow as tf
-
     name, class_names, paths, labels = _split_files(root, split, validation_fraction, seed)
     scan = scan_files(paths)
     if scan.corrupt:

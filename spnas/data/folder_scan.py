@@ -21,8 +21,10 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from spnas import fileio
+from spnas.data.preprocess import decode_full
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,6 @@ def _clean_tf_message(message: str) -> str:
 
 def _failure_reason(path: str) -> str:
     """Decodes one file eagerly to report why it failed."""
-    import tensorflow as tf
-
-    from spnas.data.preprocess import decode_full
-
     try:
         image = decode_full(tf.io.read_file(path))
         if image.shape[0] == 0 or image.shape[1] == 0:
@@ -86,10 +84,6 @@ def _failure_reason(path: str) -> str:
 
 def _decode_all(paths: Sequence[str]) -> tuple[np.ndarray, set[tuple[int, int]]]:
     """Decodes every file in tf.data; returns the ok-mask and the set of (h, w)."""
-    import tensorflow as tf
-
-    from spnas.data.preprocess import decode_full
-
     def shape_of(index, path):
         image = decode_full(tf.io.read_file(path))
         shape = tf.shape(image)[:2]

@@ -168,15 +168,9 @@ def build_dataset(
             ``on_corrupt="error"``, or bad arguments.
     """
     kind, arg = _parse_name(name)
-    check_choice(split, SPLITS, "split")
-    _positive_int(batch_size, "batch_size")
-    _positive_int(image_size, "image_size")
-    if augment:  # None (or an empty config string) means the dataset's default
-        check_choice(augment, AUGMENTS, "augment")
-    check_choice(on_corrupt, ON_CORRUPT, "on_corrupt")
-    fraction = check_fraction(validation_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-        raise DatasetError(f"seed must be an integer in [0, 2**31); got {seed!r}")
+    fraction = _check_arguments(
+        split, batch_size, image_size, augment, on_corrupt, validation_fraction, seed
+    )
     training = bool(training)
     drop_remainder = training if drop_remainder is None else bool(drop_remainder)
     if input_context is not None:
@@ -192,7 +186,51 @@ def build_dataset(
             f"{info.name} split {split!r} has {info.num_examples} examples, fewer than "
             f"batch_size={batch_size} with drop_remainder=True: it would yield no batch"
         )
+    ds = _pipeline(source, batch_size, image_size, training, augment, on_corrupt, seed,
+                   drop_remainder, input_context)
+    log.info(
+        "%s/%s: %d examples, %d classes, batch %d, %dx%d, augment=%s, training=%s",
+        info.name,
+        split,
+        info.num_examples,
+        info.num_classes,
+        batch_size,
+        image_size,
+        image_size,
+        augment,
+        training,
+    )
+    return ds, info
 
+
+def _check_arguments(split, batch_size, image_size, augment, on_corrupt, validation_fraction,
+                     seed) -> float:
+    """Checks build_dataset's arguments; returns the validation fraction."""
+    check_choice(split, SPLITS, "split")
+    _positive_int(batch_size, "batch_size")
+    _positive_int(image_size, "image_size")
+    if augment:  # None (or an empty config string) means the dataset's default
+        check_choice(augment, AUGMENTS, "augment")
+    check_choice(on_corrupt, ON_CORRUPT, "on_corrupt")
+    fraction = check_fraction(validation_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise DatasetError(f"seed must be an integer in [0, 2**31); got {seed!r}")
+    return fraction
+
+
+def _pipeline(
+    source: Source,
+    batch_size: int,
+    image_size: int,
+    training: bool,
+    augment: str,
+    on_corrupt: str,
+    seed: int,
+    drop_remainder: bool,
+    input_context: tf.distribute.InputContext | None,
+) -> tf.data.Dataset:
+    """The tf.data transformations shared by every source (see the module docstring)."""
+    info = source.info
     ds = source.elements
     if input_context is not None and input_context.num_input_pipelines > 1:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -251,17 +289,4 @@ def build_dataset(
         if input_context is None
         else tf.data.experimental.AutoShardPolicy.OFF
     )
-    ds = ds.with_options(options)
-    log.info(
-        "%s/%s: %d examples, %d classes, batch %d, %dx%d, augment=%s, training=%s",
-        info.name,
-        split,
-        info.num_examples,
-        info.num_classes,
-        batch_size,
-        image_size,
-        image_size,
-        augment,
-        training,
-    )
-    return ds, info
+    return ds.with_options(options)

@@ -17,6 +17,8 @@ import os
 import re
 
 import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from spnas.data.source import DatasetError, DatasetInfo, Source, unknown_name_error
 from spnas.data.splits import seeded_split_mask
@@ -33,16 +35,9 @@ _SHUFFLE_BYTES = 256 * 2**20  # memory budget of the training shuffle buffer
 _ASSUMED_JPEG_BYTES = 110_000  # average ImageNet JPEG; used when the image size is unknown
 
 
-def _tfds():
-    import tensorflow_datasets as tfds
-
-    return tfds
-
-
 def _builder(name: str, data_dir: str | None):
     if not NAME_RE.match(name):
         raise unknown_name_error(name)
-    tfds = _tfds()
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -108,7 +103,7 @@ def _prepared_builder(name: str, data_dir: str | None, manual_dir: str | None):
     log.warning("preparing %s in %s from %s (one-off; takes hours)", IMAGENET, root, manual_dir)
     # TFDS's ImageNet builder reads only manual_dir (and label files it ships);
     # GCS is off so nothing is fetched.
-    config = _tfds().download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
     try:
         builder.download_and_prepare(download_config=config)
     except Exception as err:
@@ -117,7 +112,6 @@ def _prepared_builder(name: str, data_dir: str | None, manual_dir: str | None):
 
 
 def _keys(builder, name: str) -> tuple[str, str]:
-    tfds = _tfds()
     keys = builder.info.supervised_keys
     features = builder.info.features
     if (
@@ -206,9 +200,6 @@ def tfds_source(
     training: bool,
 ) -> Source:
     """A TFDS split as a Source of (encoded image bytes, label)."""
-    import tensorflow as tf
-
-    tfds = _tfds()
     builder = _prepared_builder(name, data_dir, manual_dir)
     info = _info(builder, name, split, fraction, seed)
     image_key, label_key = _keys(builder, name)

@@ -6,18 +6,6 @@
 * :mod:`spnas.export.report`: export a trained model and write
   ``export_report.json``; :mod:`spnas.export.main` is ``spnas-export``.
 
-TensorFlow and LiteRT are imported only when a function needs them.
+Importing the package imports nothing else: ``spnas-export`` reads its flags
+before TensorFlow loads (see :mod:`spnas.cli`).
 """
-
-from spnas.export.litert import LatencyStats, measure_latency, op_counts, run_tflite
-from spnas.export.tflite import ExportError, convert_float, convert_int8
-
-__all__ = [
-    "ExportError",
-    "LatencyStats",
-    "convert_float",
-    "convert_int8",
-    "measure_latency",
-    "op_counts",
-    "run_tflite",
-]

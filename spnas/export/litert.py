@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from spnas.export.tflite import ExportError
 
@@ -92,8 +93,6 @@ def make_interpreter(tflite_bytes: bytes, threads: int = 1, delegates: bool = Tr
     Raises:
       ExportError: bad thread count or bytes that are not a TFLite model.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     if threads < 1:
         raise ExportError(f"threads must be >= 1, got {threads}.")
     if not isinstance(tflite_bytes, (bytes, bytearray)) or not tflite_bytes:

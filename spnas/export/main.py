@@ -1,7 +1,10 @@
 """``spnas-export``: a trained model to float and int8 TFLite, with a report.
 
+  spnas-export --workdir=DIR [--config=configs/export_default.py] [--config.KEY=VALUE ...]
   spnas-export --workdir=DIR [--model=PATH.keras] [--dataset=embedded]
                [--num_calibration=200] [--num_eval=200] [--threads=1]
+
+The old flags are aliases of config keys (``--dataset`` sets ``config.data.dataset``).
 
 Reads ``DIR/model.keras`` (the EMA weights spnas-train saves) unless
 ``--model`` is given; writes ``DIR/model_float.tflite``,
@@ -11,61 +14,61 @@ digits this takes well under a minute on a laptop CPU.
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
+from ml_collections import config_flags
 
-from spnas.export import litert, report
-from spnas.export.tflite import DEFAULT_NUM_CALIBRATION
+from spnas import cli
+from spnas.configs_path import default_config_path
 
 FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", default_config_path("export_default.py"),
+                                "Export configuration file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Work directory (reads model.keras, writes the exports).")
-flags.DEFINE_string("model", None, "Keras model to export (default: <workdir>/model.keras).")
-flags.DEFINE_string("dataset", "embedded", "Dataset for calibration and comparison images.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-flags.DEFINE_string("eval_split", "validation", "Split of the comparison images.")
-flags.DEFINE_integer("num_calibration", DEFAULT_NUM_CALIBRATION, "int8 calibration images.")
-flags.DEFINE_integer("num_eval", report.DEFAULT_NUM_EVAL, "Images to compare Keras and LiteRT on.")
-flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads for the latency measurement.")
-flags.DEFINE_integer("warmup", litert.DEFAULT_WARMUP, "Untimed invokes before timing.")
-flags.DEFINE_integer("repeats", litert.DEFAULT_REPEATS, "Timed invokes.")
-flags.DEFINE_bool("int8_io", False, "int8 input/output tensors (default float32 I/O).")
+# The flags spnas-export had before its config: thin aliases that set a config key.
+ALIASES = {"model": "model", "dataset": "data.dataset", "data_dir": "data.data_dir",
+           "eval_split": "eval_split", "num_calibration": "num_calibration",
+           "num_eval": "num_eval", "threads": "threads", "warmup": "warmup",
+           "repeats": "repeats", "int8_io": "int8_io"}
+flags.DEFINE_string("model", None, "Keras model to export (config.model; default "
+                    "<workdir>/model.keras).")
+flags.DEFINE_string("dataset", None, "Dataset of the images (config.data.dataset).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (config.data.data_dir).")
+flags.DEFINE_string("eval_split", None, "Split of the comparison images (config.eval_split).")
+flags.DEFINE_integer("num_calibration", None, "int8 calibration images (config.num_calibration).")
+flags.DEFINE_integer("num_eval", None, "Images to compare Keras and LiteRT on (config.num_eval).")
+flags.DEFINE_integer("threads", None, "LiteRT threads for the latency measurement (config.threads).")
+flags.DEFINE_integer("warmup", None, "Untimed invokes before timing (config.warmup).")
+flags.DEFINE_integer("repeats", None, "Timed invokes (config.repeats).")
+flags.DEFINE_bool("int8_io", None, "int8 input/output tensors (config.int8_io).")
 
 
-def main_(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def _config():
+    """``--config`` with the alias flags that were given applied."""
+    config = FLAGS.config
+    for name, key in ALIASES.items():
+        value = FLAGS[name].value
+        if value is not None:
+            *parents, leaf = key.split(".")
+            section = config
+            for part in parents:
+                section = section[part]
+            section[leaf] = value
+    return config
+
+
+def _body(argv) -> None:
+    cli.no_arguments(argv)
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required.")
-    try:
-        result = report.run(
-            FLAGS.workdir,
-            model_path=FLAGS.model,
-            dataset=FLAGS.dataset,
-            num_calibration=FLAGS.num_calibration,
-            num_eval=FLAGS.num_eval,
-            eval_split=FLAGS.eval_split,
-            threads=FLAGS.threads,
-            warmup=FLAGS.warmup,
-            repeats=FLAGS.repeats,
-            int8_io=FLAGS.int8_io,
-            data_dir=FLAGS.data_dir,
-        )
-    # ExportError and spnas.data's DatasetError are ValueErrors.
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        print(f"spnas-export: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    result = cli.call("spnas.export.report:run", _config(), FLAGS.workdir)
     f, q = result["float"], result["int8"]
     print(f"float: {f['size_bytes']} bytes, max |diff| {f['max_abs_diff']:.3g} "
           f"(rel {f['max_rel_diff']:.3g}), {f['latency_ms']:.4f} ms")
     print(f"int8:  {q['size_bytes']} bytes, top-1 agreement {q['top1_agreement_pct']:.1f} %, "
           f"{q['latency_ms']:.4f} ms")
-    print(f"wrote {FLAGS.workdir}/{report.REPORT_FILE}")
 
 
-def main():
-    app.run(main_)
-
+main = cli.entry_point("spnas-export", _body)
 
 if __name__ == "__main__":
     main()

@@ -20,11 +20,19 @@ import datetime
 import os
 from collections.abc import Iterable
 
+import keras
+import ml_collections
 import numpy as np
+import tensorflow as tf
 
+# Registers spnas's serialisable layers (SearchableMBConv, Supernet, ...) for loading.
+import spnas.search.supernet  # noqa: F401
+import spnas.superkernel  # noqa: F401
+from spnas.data import build_dataset
 from spnas.export import litert
-from spnas.export.tflite import DEFAULT_NUM_CALIBRATION, ExportError, convert_float, convert_int8
-from spnas.fileio import atomic_write_bytes, atomic_write_json, check_writable_dir
+from spnas.export.tflite import ExportError, convert_float, convert_int8
+from spnas.fileio import atomic_write_bytes, atomic_write_json, check_writable_dir, sha256_file
+from spnas.train.recipe import data_kwargs
 
 REPORT_FORMAT = "spnas.export_report/1"
 FLOAT_FILE = "model_float.tflite"
@@ -47,12 +55,6 @@ def load_keras_model(path: str):
             f"Model file {path!r} does not exist (spnas-train writes the EMA weights to "
             f"<workdir>/{MODEL_FILE}; pass --model=PATH.keras otherwise)."
         )
-    import keras
-
-    # Registers spnas's serialisable layers (SearchableMBConv, Supernet, ...).
-    import spnas.search.supernet  # noqa: F401
-    import spnas.superkernel  # noqa: F401
-
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises ValueError/OSError/zip errors alike
@@ -116,8 +118,6 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
 
 
 def _tf_version() -> str:
-    import tensorflow as tf
-
     return tf.__version__
 
 
@@ -197,48 +197,64 @@ def export_model(
     atomic_write_bytes(os.path.join(workdir, FLOAT_FILE), float_fb)
     atomic_write_bytes(os.path.join(workdir, INT8_FILE), int8_fb)
     atomic_write_json(os.path.join(workdir, REPORT_FILE), report)
+    print(f"wrote {os.path.join(workdir, REPORT_FILE)}")
     return report
 
 
-def run(
-    workdir: str,
-    model_path: str | None = None,
-    dataset: str = "embedded",
-    num_calibration: int = DEFAULT_NUM_CALIBRATION,
-    num_eval: int = DEFAULT_NUM_EVAL,
-    eval_split: str = "validation",
-    threads: int = 1,
-    warmup: int = litert.DEFAULT_WARMUP,
-    repeats: int = litert.DEFAULT_REPEATS,
-    int8_io: bool = False,
-    data_dir: str | None = None,
-) -> dict:
-    """Exports ``model_path`` (default ``workdir/model.keras``) with real images.
+def export_images(
+    config: ml_collections.ConfigDict, image_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Calibration images and the comparison images with their labels.
 
-    Calibration images are the first ``num_calibration`` of the ``train``
-    split, the comparison batch the first ``num_eval`` of ``eval_split``, both
-    through :func:`spnas.data.build_dataset` without augmentation.
+    Read from ``config.data`` without augmentation, split with ``config.seed``
+    exactly as the trainer reads them (:func:`spnas.train.recipe.data_kwargs`):
+    calibration on the first ``num_calibration`` images of ``train``, the
+    comparison on the first ``num_eval`` of ``eval_split`` (with the training
+    run's data section and seed, the training run's validation images).
     """
+    data, kw = config.data, data_kwargs(config)
+    batch = int(config.get("batch_size", 64))
+
+    def first(split: str, count: int):
+        ds, _ = build_dataset(data.dataset, split, batch, image_size, training=False,
+                              on_corrupt=data.on_corrupt, **kw)
+        return take_images(ds, count)
+
+    calibration, _ = first("train", int(config.num_calibration))
+    images, labels = first(config.eval_split, int(config.num_eval))
+    return calibration, images, labels
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Exports ``config.model`` (default ``workdir/model.keras``) with real images.
+
+    Args:
+      config: an export config (configs/export_default.py): ``data`` (the
+        section of configs/common.py), ``seed``, ``eval_split``, ``model``,
+        ``num_calibration``, ``num_eval``, ``threads``, ``warmup``, ``repeats``,
+        ``int8_io``.
+      workdir: reads ``model.keras`` there, writes the exports and the report.
+
+    Raises:
+      ExportError, DatasetError, FileNotFoundError, PermissionError: naming the problem.
+    """
+    num_calibration, num_eval = int(config.num_calibration), int(config.num_eval)
     if num_calibration < 1 or num_eval < 1:
         raise ExportError(
             f"num_calibration and num_eval must be >= 1, got {num_calibration} and {num_eval}."
         )
-    model_path = model_path or os.path.join(workdir, MODEL_FILE)
+    model_path = config.model or os.path.join(workdir, MODEL_FILE)
     model = load_keras_model(model_path)
-    from spnas.data import build_dataset
-
-    size = int(model.inputs[0].shape[1])
-    batch = 64
-    train, _ = build_dataset(dataset, "train", batch, size, training=False, data_dir=data_dir)
-    calibration, _ = take_images(train, num_calibration)
-    evalset, _ = build_dataset(dataset, eval_split, batch, size, training=False, data_dir=data_dir)
-    images, labels = take_images(evalset, num_eval)
-    from spnas.fileio import sha256_file
-
+    calibration, images, labels = export_images(config, int(model.inputs[0].shape[1]))
+    data = config.data
     meta = {
         "model": os.path.abspath(model_path),
         "model_sha256": sha256_file(model_path),
-        "dataset": {"name": dataset, "calibration_split": "train", "eval_split": eval_split},
+        "dataset": {"name": data.dataset, "calibration_split": "train",
+                    "eval_split": config.eval_split,
+                    "validation_fraction": float(data.validation_fraction),
+                    "seed": int(config.seed)},
     }
-    return export_model(model, workdir, calibration, images, labels, threads=threads,
-                        warmup=warmup, repeats=repeats, int8_io=int8_io, metadata=meta)
+    return export_model(model, workdir, calibration, images, labels,
+                        threads=int(config.threads), warmup=int(config.warmup),
+                        repeats=int(config.repeats), int8_io=bool(config.int8_io), metadata=meta)

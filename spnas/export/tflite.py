@@ -41,6 +41,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import tensorflow as tf
 from absl import logging as absl_logging
 
 from spnas.errors import UserError
@@ -53,16 +54,8 @@ class ExportError(UserError):
     """A model cannot be converted, loaded or run as asked."""
 
 
-def _tf():
-    # TensorFlow is imported lazily: it is the edge, and it takes seconds to load.
-    import tensorflow as tf
-
-    return tf
-
-
 def _converter(model, method: str = "saved_model"):
     """A converter for ``model`` (see the module docstring for ``method``)."""
-    tf = _tf()
     if method not in METHODS:
         raise ExportError(f"Unknown conversion method {method!r}; expected one of {METHODS}.")
     if not getattr(model, "inputs", None) or len(model.inputs) != 1:
@@ -167,7 +160,6 @@ def convert_int8(
     """
     if num_samples < 1:
         raise ExportError(f"num_samples must be >= 1, got {num_samples}.")
-    tf = _tf()
     input_shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
     if input_shape is None:
         raise ExportError("Model must be built with one input before int8 conversion.")

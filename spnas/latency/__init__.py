@@ -1,6 +1,17 @@
 """Latency on a device: profiling tables (host LiteRT, adb), validating them against
 whole networks, and the host's speed drift (paper Sec. 3.4).
 
+* :mod:`~spnas.latency.probe`: the Keras models timed (layers, fixed parts,
+  overhead probe, whole networks) and their conversion;
+* :mod:`~spnas.latency.timing`, :mod:`~spnas.latency.cpus`: timing on this host;
+  :mod:`~spnas.latency.adb`: on an Android device;
+* :mod:`~spnas.latency.build`: the table from the timings;
+  :mod:`~spnas.latency.profile`: the profiling run;
+* :mod:`~spnas.latency.validate` (paper Fig. 7), :mod:`~spnas.latency.drift`;
+* :mod:`~spnas.latency.offline`: predict and import (no timing);
+* ``spnas-latency``: :mod:`~spnas.latency.main`, :mod:`~spnas.latency.cli_flags`
+  and one ``cmd_*`` module per subcommand.
+
 The table format and the runtime models are in :mod:`spnas.tables` (re-exported
 here for callers of the earlier layout).
 """

@@ -94,7 +94,7 @@ class BenchmarkStats:
         means, so drift between rounds shows up in the spread.
         """
         if not parts:
-            raise ValueError("No benchmark results to pool.")
+            raise AdbError("No benchmark results to pool.")
         if len(parts) == 1:
             return parts[0]
         weights = [max(p.count, 1) for p in parts]
@@ -184,7 +184,7 @@ def _tail(text: str, lines: int = 12) -> str:
 def cpu_mask(cpus: Sequence[int]) -> str:
     """The hex mask ``taskset`` takes for a set of CPU ids, e.g. ``[4, 5] -> 30``."""
     if not cpus or any(c < 0 for c in cpus):
-        raise ValueError(f"CPU ids must be a non-empty list of ids >= 0, got {list(cpus)}.")
+        raise AdbError(f"CPU ids must be a non-empty list of ids >= 0, got {list(cpus)}.")
     return format(sum(1 << c for c in set(cpus)), "x")
 
 
@@ -217,11 +217,11 @@ class AdbTarget:
 
     def __post_init__(self):
         if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}.")
+            raise AdbError(f"rounds must be >= 1, got {self.rounds}.")
         if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}.")
+            raise AdbError(f"timeout_s must be positive, got {self.timeout_s}.")
         if not self.benchmark_model:
-            raise ValueError("Give the benchmark_model binary (a host file or a device path).")
+            raise AdbError("Give the benchmark_model binary (a host file or a device path).")
         self.benchmark_args = tuple(self.benchmark_args)
 
     # ------------------------------------------------------------------ adb calls
@@ -372,7 +372,7 @@ class AdbTarget:
           progress: optional tqdm bar, advanced by one per round.
         """
         if threads < 1 or warmup < 0 or repeats < self.rounds:
-            raise ValueError(
+            raise AdbError(
                 f"Need threads >= 1, warmup >= 0 and repeats >= rounds ({self.rounds}); got "
                 f"{threads}, {warmup}, {repeats}."
             )

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from spnas.latency.probe import convert, network_model
+from spnas.latency.timing import statistic_value, time_interleaved
 from spnas.space import SearchSpace
+from spnas.tables.runtime_model import bind
 from spnas.tables.table import LatencyTable
 
 
@@ -29,14 +32,13 @@ def calibration_nets(table: LatencyTable, space: SearchSpace) -> list[tuple[list
     ratios measured / predicted against the unscaled entries and then scaled
     every entry by their median, so measured = ratio / scale * (scaled exact sum).
     """
-    from spnas.tables.runtime_model import predict_ms
-
     calibration = table.extra.get("calibration") or {}
     archs, ratios = calibration.get("archs") or [], calibration.get("ratios") or []
     scale = float(calibration.get("scale") or 0.0)
     if not archs or len(archs) != len(ratios) or scale <= 0:
         return []
-    return [(list(c), float(r) / scale * predict_ms(table, c, space, model="exact"))
+    bound = bind(table, space)
+    return [(list(c), float(r) / scale * bound.predict_ms(c, model="exact"))
             for c, r in zip(archs, ratios)]
 
 
@@ -57,14 +59,10 @@ def measure_with_drift(
       then, > 1: slower now), ``measured_ms_at_profiling_speed`` (measured /
       drift), ``ratios`` (per network) and ``n``.
     """
-    from spnas.export.tflite import convert_float
-    from spnas.latency.profile import CONVERSION, network_model, statistic_value, time_interleaved
-
     nets = calibration_nets(table, space)
     if not nets:
         return None
-    fbs = [bytes(flatbuffer)] + [convert_float(network_model(space, c), method=CONVERSION)
-                                 for c, _ in nets]
+    fbs = [bytes(flatbuffer)] + [convert(network_model(space, c)) for c, _ in nets]
     stats = time_interleaved(fbs, threads=threads, warmup=warmup, repeats=repeats)
     measured = statistic_value(stats[0], statistic)
     ratios = [statistic_value(s, statistic) / then for s, (_, then) in zip(stats[1:], nets)]

@@ -7,12 +7,12 @@ Sec. 4, Fig. 7). :func:`validate` does the same for any table we profile:
 
 * ``n`` architectures are drawn uniformly per searchable layer (each
   candidate, and skip where the layer may be skipped; seeded, see
-  :func:`spnas.search.random_search.sample_choices`);
+  :func:`spnas.space.sample_choices`);
 * each is built as a plain network from the same blocks the table profiled
-  (:func:`spnas.latency.profile.network_model`), converted to float TFLite and
+  (:func:`spnas.latency.probe.network_model`), converted to float TFLite and
   timed end to end on the table's target with the table's statistic, timing
   and thread settings: on the host all networks are timed interleaved
-  (:func:`spnas.latency.profile.time_interleaved`), on a device by
+  (:func:`spnas.latency.timing.time_interleaved`), on a device by
   ``benchmark_model`` over adb;
 * both runtime models are scored: ``paper`` (Eq. 11-12, which approximates
   k3e3 from the other three entries) and ``exact`` (the table entry of each
@@ -26,19 +26,38 @@ predictions and measurement.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import time
 from collections.abc import Sequence
 
 import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+from tqdm import tqdm
 
+from spnas.errors import UserError
 from spnas.fileio import atomic_write_bytes, atomic_write_json
-from spnas.tables import runtime_model
-from spnas.space import SearchSpace
+from spnas.latency.build import host_description, statistic_of
+from spnas.latency.probe import convert, network_model
+from spnas.latency.timing import (
+    check_statistic,
+    load_average,
+    measure,
+    rounds_of,
+    statistic_value,
+)
+from spnas.space import SearchSpace, sample_choices
+from spnas.tables.runtime_model import bind
 from spnas.tables.table import LatencyTable
 
 REPORT_FORMAT = "spnas.latency_validation/1"
+
+
+class ValidationError(UserError):
+    """A table cannot be validated as asked (another target, no statistic, bad counts)."""
 
 
 def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -52,9 +71,9 @@ def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict
     p = np.asarray(predicted, dtype=np.float64)
     m = np.asarray(measured, dtype=np.float64)
     if p.shape != m.shape or p.size == 0:
-        raise ValueError(f"Need equally many predictions and measurements, got {p.size}, {m.size}.")
+        raise ValidationError(f"Need equally many predictions and measurements, got {p.size}, {m.size}.")
     if np.any(m <= 0):
-        raise ValueError("Measured latencies must be positive.")
+        raise ValidationError("Measured latencies must be positive.")
     rel = (p - m) / m
     rmse = float(np.sqrt(np.mean((p - m) ** 2)))
     return {
@@ -70,22 +89,88 @@ def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict
 
 def _table_settings(table: LatencyTable, target, statistic: str | None) -> str:
     """The statistic to measure with; checks the table was profiled on this kind of target."""
-    from spnas.latency.profile import statistic_of
-
     where = "adb" if target is not None else "host"
     profiled = table.extra.get("target", "host" if table.runtime == "LiteRT" else None)
     if profiled is not None and profiled != where:
-        raise ValueError(
+        raise ValidationError(
             f"Table {table.path or table.device!r} was profiled on target {profiled!r}; validate "
             f"it on the same target (--target={profiled}), not {where!r}."
         )
     statistic = statistic or statistic_of(table)
     if statistic is None:
-        raise ValueError(
+        raise ValidationError(
             f"Table {table.path or table.device!r} records no statistic (an imported table?); "
             "pass --statistic, or validate a table made by spnas-latency profile."
         )
     return statistic
+
+
+def _settings(table: LatencyTable, target, *, statistic, threads, warmup, repeats, clock) -> dict:
+    """The measurement settings: those given, the others as the table was profiled."""
+    statistic = _table_settings(table, target, statistic)
+    extra = table.extra
+    clock = clock or extra.get("clock", "wall")
+    if target is None and clock not in ("wall", "thread"):
+        raise ValidationError(f"Unknown clock {clock!r}; expected 'wall' or 'thread'.")
+    check_statistic(statistic, target is not None)
+    return {
+        "statistic": statistic,
+        "threads": int(threads or extra.get("threads", 1)),
+        "warmup": int(warmup if warmup is not None else extra.get("warmup", 20)),
+        "repeats": int(repeats or extra.get("repeats", 100)),
+        "clock": clock,
+    }
+
+
+def _measure_nets(space, archs, settings, *, target, affinity, progress, cache_dir):
+    """Converts (or reads from ``cache_dir``) and times the networks; (stats, rounds)."""
+    fbs = [_converted(space, choices, cache_dir)
+           for choices in tqdm(archs, disable=not progress, desc="converting", unit="net")]
+    rounds = rounds_of(target, settings["repeats"])
+    with tqdm(total=rounds, disable=not progress, desc="timing", unit="round") as bar:
+        stats = measure(fbs, target=target, threads=settings["threads"],
+                        warmup=settings["warmup"], repeats=settings["repeats"],
+                        affinity=affinity, clock=settings["clock"], progress=bar)
+    return stats, rounds
+
+
+def _scored(bound, archs, stats, statistic: str) -> list[dict]:
+    return [{
+        "choices": choices,
+        "predicted_paper_ms": bound.predict_ms(choices, "paper"),
+        "predicted_exact_ms": bound.predict_ms(choices, "exact"),
+        "measured_ms": statistic_value(s, statistic),
+        "spread": float(s.spread) if np.isfinite(s.spread) else None,
+    } for choices, s in zip(archs, stats)]
+
+
+def _summary(table: LatencyTable, nets: list[dict], settings: dict) -> dict:
+    """The metrics of both runtime models, the table, the settings; the nets go last."""
+    extra = table.extra
+    calibration = extra.get("calibration") or {}
+    calibrated = {tuple(c) for c in calibration.get("archs", [])}
+    measured = [x["measured_ms"] for x in nets]
+    metrics = {name: error_metrics([x[f"predicted_{name}_ms"] for x in nets], measured)
+               for name in ("paper", "exact")}
+    out: dict = {"format": REPORT_FORMAT, "n": len(nets)}
+    for name, m in metrics.items():
+        out.update({f"rmse_ms_{name}": m["rmse_ms"], f"mape_{name}": m["mape"],
+                    f"within5_{name}": m["within5"], f"within10_{name}": m["within10"]})
+    out.update({
+        "metrics": metrics,
+        "measured_mean_ms": float(np.mean(measured)),
+        "percent_units": "percent (100 = 100 %), errors relative to the measured latency",
+        "table": {**table.summary(), "statistic": extra.get("statistic"),
+                  "overhead_subtracted": extra.get("overhead_subtracted", False),
+                  "calibration_scale": calibration.get("scale"),
+                  "calibration_n": calibration.get("n", 0),
+                  "profiled_load_average": extra.get("load_average")},
+        "settings": settings,
+        # Networks the table was calibrated on are not held out; the default
+        # seeds differ, so this is normally 0.
+        "nets_in_calibration": sum(tuple(x["choices"]) in calibrated for x in nets),
+    })
+    return out
 
 
 def validate(
@@ -130,133 +215,56 @@ def validate(
       The report (see the module docstring); nothing is written.
 
     Raises:
-      ValueError: bad settings, or a table of another target/space.
+      ValidationError: bad settings, or a table of another target (a ValueError).
+      LatencyTableError: a table of another space.
     """
-    from tqdm import tqdm
-
-    from spnas.export.tflite import convert_float
-    from spnas.latency.profile import (
-        CONVERSION,
-        _load_average,
-        _split_repeats,
-        check_statistic,
-        cpu_affinity,
-        host_description,
-        network_model,
-        statistic_value,
-        time_interleaved,
-    )
-    from spnas.search.random_search import sample_choices
-
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}.")
-    table.validate_for(space, strict=strict)
-    statistic = _table_settings(table, target, statistic)
-    extra = table.extra
-    threads = int(threads or extra.get("threads", 1))
-    warmup = int(warmup if warmup is not None else extra.get("warmup", 20))
-    repeats = int(repeats or extra.get("repeats", 100))
-    clock = clock or extra.get("clock", "wall")
-    if target is None and clock not in ("wall", "thread"):
-        raise ValueError(f"Unknown clock {clock!r}; expected 'wall' or 'thread'.")
-    check_statistic(statistic, target is not None)
+        raise ValidationError(f"n must be >= 1, got {n}.")
+    bound = bind(table, space, strict)
+    settings = _settings(table, target, statistic=statistic, threads=threads, warmup=warmup,
+                         repeats=repeats, clock=clock)
     start = time.perf_counter()
-    load_before = _load_average()
+    load_before = load_average()
     if target is not None:
         target.connect()
     rng = np.random.default_rng(seed)
     archs = [sample_choices(space, rng) for _ in range(n)]
-    fbs = []
-    for choices in tqdm(archs, disable=not progress, desc="converting", unit="net"):
-        fbs.append(_converted(space, choices, cache_dir,
-                              lambda c=choices: convert_float(network_model(space, c),
-                                                              method=CONVERSION)))
-    if target is not None:
-        rounds = target.rounds
-    else:
-        rounds = len(_split_repeats(repeats))
-    with tqdm(total=rounds, disable=not progress, desc="timing", unit="round") as bar:
-        if target is not None:
-            stats = target.measure(fbs, threads=threads, warmup=warmup, repeats=repeats,
-                                   progress=bar)
-        else:
-            with cpu_affinity(affinity):
-                stats = time_interleaved(fbs, threads, warmup, repeats, progress=bar, clock=clock)
-    nets = []
-    for choices, s in zip(archs, stats):
-        nets.append({
-            "choices": choices,
-            "predicted_paper_ms": runtime_model.predict_ms(table, choices, space, "paper", strict),
-            "predicted_exact_ms": runtime_model.predict_ms(table, choices, space, "exact", strict),
-            "measured_ms": statistic_value(s, statistic),
-            "spread": float(s.spread) if np.isfinite(s.spread) else None,
-        })
-    calibration = extra.get("calibration") or {}
-    calibrated = {tuple(c) for c in calibration.get("archs", [])}
-    measured = [x["measured_ms"] for x in nets]
-    paper = error_metrics([x["predicted_paper_ms"] for x in nets], measured)
-    exact = error_metrics([x["predicted_exact_ms"] for x in nets], measured)
-    report = {"format": REPORT_FORMAT, "n": n}
-    for name, metrics in (("paper", paper), ("exact", exact)):
-        report.update({f"rmse_ms_{name}": metrics["rmse_ms"], f"mape_{name}": metrics["mape"],
-                       f"within5_{name}": metrics["within5"],
-                       f"within10_{name}": metrics["within10"]})
-    report.update({
-        "metrics": {"paper": paper, "exact": exact},
-        "measured_mean_ms": float(np.mean(measured)),
-        "percent_units": "percent (100 = 100 %), errors relative to the measured latency",
-        "table": {**table.summary(), "statistic": extra.get("statistic"),
-                  "overhead_subtracted": extra.get("overhead_subtracted", False),
-                  "calibration_scale": calibration.get("scale"),
-                  "calibration_n": calibration.get("n", 0),
-                  "profiled_load_average": extra.get("load_average")},
-        "settings": {
-            "seed": seed, "statistic": statistic, "threads": threads, "warmup": warmup,
-            "repeats": repeats, "rounds": rounds,
-            "target": target.describe() if target is not None else {"target": "host"},
-            "clock": clock if target is None else "device",
-            "affinity": list(affinity) if affinity else None,
-            "host": host_description(),
-            "load_average": [load_before, _load_average()],
-            "seconds": round(time.perf_counter() - start, 1),
-        },
-        # Networks the table was calibrated on are not held out; the default
-        # seeds differ, so this is normally 0.
-        "nets_in_calibration": sum(tuple(x["choices"]) in calibrated for x in nets),
-        "space": space.to_dict(),
-        "nets": nets,
+    stats, rounds = _measure_nets(space, archs, settings, target=target, affinity=affinity,
+                                  progress=progress, cache_dir=cache_dir)
+    nets = _scored(bound, archs, stats, settings["statistic"])
+    report = _summary(table, nets, {
+        "seed": seed, "statistic": settings["statistic"], "threads": settings["threads"],
+        "warmup": settings["warmup"], "repeats": settings["repeats"], "rounds": rounds,
+        "target": target.describe() if target is not None else {"target": "host"},
+        "clock": settings["clock"] if target is None else "device",
+        "affinity": list(affinity) if affinity else None,
+        "host": host_description(),
+        "load_average": [load_before, load_average()],
+        "seconds": round(time.perf_counter() - start, 1),
     })
+    report.update({"space": space.to_dict(), "nets": nets})
     return report
 
 
-def _converted(space: SearchSpace, choices: list[str], cache_dir: str | None, convert) -> bytes:
+def _converted(space: SearchSpace, choices: list[str], cache_dir: str | None) -> bytes:
     if not cache_dir:
-        return convert()
-    import hashlib
-    import json
-
-    import tensorflow as tf
-
+        return convert(network_model(space, choices))
     key = json.dumps([space.to_dict(), choices, tf.__version__], sort_keys=True)
     path = os.path.join(cache_dir, f"net_{hashlib.sha256(key.encode()).hexdigest()[:20]}.tflite")
     if os.path.isfile(path):
         with open(path, "rb") as f:
             return f.read()
-    fb = convert()
+    fb = convert(network_model(space, choices))
     atomic_write_bytes(path, fb)
     return fb
 
 
 def plot_scatter(report: dict, path: str) -> None:
     """Fig. 7-style scatter: measured vs predicted latency, both models, the y = x line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     nets = report["nets"]
     measured = np.array([x["measured_ms"] for x in nets])
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     for model, marker, color in (("paper", "o", "tab:blue"), ("exact", "x", "tab:red")):
         pred = np.array([x[f"predicted_{model}_ms"] for x in nets])
         ax.scatter(measured, pred, marker=marker, s=22, color=color, alpha=0.7,
@@ -276,7 +284,6 @@ def plot_scatter(report: dict, path: str) -> None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -289,3 +296,13 @@ def write_report(report: dict, path: str, plot_path: str | None = None) -> str:
     plot_scatter(report, plot_path)
     atomic_write_json(path, {**report, "plot": os.path.basename(plot_path)})
     return plot_path
+
+
+def validate_to_file(table: LatencyTable, space: SearchSpace, target, path: str,
+                     plot_path: str | None = None, **kwargs) -> tuple[dict, str]:
+    """:func:`validate` on ``target`` (None: this host), then :func:`write_report`.
+
+    Returns the report and the plot's path.
+    """
+    report = validate(table, space, target=target, **kwargs)
+    return report, write_report(report, path, plot_path)

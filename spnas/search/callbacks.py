@@ -14,6 +14,7 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from spnas.search.supernet import Supernet
 
@@ -114,8 +115,6 @@ class SearchLogger(keras.callbacks.Callback):
         self._writer.writerows(rows)
         self._file.flush()
         if self.tb_dir:
-            import tensorflow as tf
-
             self._tb = tf.summary.create_file_writer(self.tb_dir)
         if step == 0:
             self._log(0, {})
@@ -138,8 +137,6 @@ class SearchLogger(keras.callbacks.Callback):
         self._writer.writerow(row)
         self._file.flush()
         if self._tb is not None:
-            import tensorflow as tf
-
             with self._tb.as_default(step=step):
                 for key in ("loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms"):
                     if row[key] != "":

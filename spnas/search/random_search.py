@@ -16,20 +16,23 @@ for ``spnas-train --arch=DIR/random_000/arch.json``.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 
+from spnas import cli
+from spnas.arch.handoff import load_arch, make_arch, write_arch
 from spnas.errors import UserError
-from spnas.space import CANDIDATES, SKIP, SearchSpace
-from spnas.tables.runtime_model import (
-    MODELS,
-    latency_range_ms,
-    layer_runtime_exact,
-    layer_runtime_paper,
-)
-from spnas.tables.table import LatencyTable
+from spnas.fileio import check_writable_dir
+from spnas.space import SearchSpace, layer_options, resolve_space, sample_choices
+from spnas.tables import shipped
+from spnas.tables.runtime_model import MODELS, BoundTable, bind
+from spnas.tables.table import LatencyTable, load_table
+
+# sample_choices and layer_options live in spnas.space; importable from here as before.
+__all__ = ["DEFAULT_MAX_TRIES", "PAPER_WINDOW_MS", "RandomSearchError", "layer_options", "main",
+           "parse_window", "random_search", "run", "sample_choices"]
 
 DEFAULT_MAX_TRIES = 1_000_000  # samples cost microseconds each; a narrow window needs many
 PAPER_WINDOW_MS = (75.0, 80.0)  # Table 1, Pixel 1
@@ -37,30 +40,6 @@ PAPER_WINDOW_MS = (75.0, 80.0)  # Table 1, Pixel 1
 
 class RandomSearchError(UserError):
     """The window cannot be met (unreachable, or too rare for the tries allowed)."""
-
-
-def layer_options(space: SearchSpace) -> list[tuple[str, ...]]:
-    """Per layer, the choices a random net draws from (a fixed layer has one)."""
-    out = []
-    for layer in space.layers():
-        if not layer.searchable:
-            out.append((layer.fixed_choice,))
-        else:
-            out.append(CANDIDATES + ((SKIP,) if layer.skippable else ()))
-    return out
-
-
-def sample_choices(
-    space: SearchSpace,
-    rng: np.random.Generator,
-    options: list[tuple[str, ...]] | None = None,
-) -> list[str]:
-    """One architecture, uniform over each searchable layer's options (skip where allowed).
-
-    ``options`` (from :func:`layer_options`) saves recomputing them per sample.
-    """
-    options = options or layer_options(space)
-    return [opts[int(rng.integers(len(opts)))] if len(opts) > 1 else opts[0] for opts in options]
 
 
 def parse_window(window: str | Sequence[float]) -> tuple[float, float]:
@@ -81,7 +60,7 @@ def parse_window(window: str | Sequence[float]) -> tuple[float, float]:
 
 
 def random_search(
-    table: LatencyTable,
+    table: LatencyTable | BoundTable,
     space: SearchSpace,
     n: int = 10,
     window: tuple[float, float] = PAPER_WINDOW_MS,
@@ -95,7 +74,7 @@ def random_search(
     Deterministic for a seed (NumPy's PCG64 generator).
 
     Args:
-      table: the latency table.
+      table: the latency table (or one already bound to ``space``).
       space: the search space.
       n: architectures to keep.
       window: (lo, hi) predicted latency in ms, inclusive.
@@ -116,8 +95,8 @@ def random_search(
     if model not in MODELS:
         raise RandomSearchError(f"Unknown runtime model {model!r}; expected one of {MODELS}.")
     lo, hi = parse_window(window)
-    table.validate_for(space, strict=strict)
-    fastest, slowest = latency_range_ms(table, space, model)
+    bound = bind(table, space, strict)
+    fastest, slowest = bound.range_ms(model)
     if hi < fastest or lo > slowest:
         raise RandomSearchError(
             f"Window {lo:g}-{hi:g} ms is outside what the space can reach with this table "
@@ -125,8 +104,7 @@ def random_search(
         )
     options = layer_options(space)
     # The model is additive over layers: price every option once, then sum.
-    layer_fn = layer_runtime_paper if model == "paper" else layer_runtime_exact
-    costs = [{o: (layer_fn(table.entries(layer.index), o) if layer.searchable else 0.0)
+    costs = [{o: (bound.layer_ms(layer.index, o, model) if layer.searchable else 0.0)
               for o in opts} for layer, opts in zip(space.layers(), options)]
     rng = np.random.default_rng(seed)
     kept: list[tuple[list[str], float]] = []
@@ -140,7 +118,7 @@ def random_search(
             )
         tries += 1
         choices = sample_choices(space, rng, options)
-        ms = table.constant_ms + sum(c[o] for c, o in zip(costs, choices))
+        ms = bound.constant_ms + sum(c[o] for c, o in zip(costs, choices))
         if lo <= ms <= hi:
             kept.append((choices, ms))
     return kept, tries
@@ -162,21 +140,18 @@ def run(
     Nothing is written unless all ``n`` nets were found. ``space`` None takes
     the table's own (``extra["space"]``), else the paper's ImageNet space.
     """
-    from spnas.arch.handoff import make_arch, write_arch
-    from spnas.fileio import check_writable_dir
-    from spnas.tables.table import load_table
-
     out_dir = check_writable_dir(out_dir)
-    table = load_table(_resolve_table(table_path))
+    table = load_table(shipped.resolve(table_path))
     if space is None:
         saved = table.extra.get("space")
         space = SearchSpace.from_dict(saved) if isinstance(saved, dict) else SearchSpace()
-    kept, tries = random_search(table, space, n=n, window=window, seed=seed, model=model,
+    bound = bind(table, space, strict)
+    kept, tries = random_search(bound, space, n=n, window=window, seed=seed, model=model,
                                 max_tries=max_tries, strict=strict)
     lo, hi = parse_window(window)
     paths = []
     for i, (choices, _ms) in enumerate(kept):
-        arch = make_arch(space, choices, table, strict_table=strict,
+        arch = make_arch(space, choices, bound, strict_table=strict,
                          random_search={"seed": seed, "index": i, "window_ms": [lo, hi],
                                         "model": model, "tries": tries, "n": n})
         path = os.path.join(out_dir, f"random_{i:03d}", "arch.json")
@@ -185,18 +160,8 @@ def run(
     return paths
 
 
-def _resolve_table(value: str) -> str:
-    if os.path.exists(value):
-        return value
-    from spnas.tables import shipped as tables
-
-    return tables.path(value)  # FileNotFoundError names the shipped tables
-
-
-def main() -> None:
-    """``spnas-random-search``: see the module docstring for the flags."""
-    from absl import app, flags
-
+def _define_flags() -> None:
+    # Defined when the command runs, not on import: the module is also a library.
     flags.DEFINE_string("table", None, "Latency table: a path or a shipped table's name.")
     flags.DEFINE_string("space", None, "'embedded', 'paper' or a search-space JSON file "
                         "(default: the table's own space, else 'paper').")
@@ -210,33 +175,24 @@ def main() -> None:
                       "Allow a table of another input size / layer shapes (only indices checked).")
     flags.mark_flags_as_required(["table", "out_dir"])
 
-    def main_(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-        fl = flags.FLAGS
-        from spnas.tables.table import LatencyTableError
 
-        try:
-            space = None
-            if fl.space:
-                from spnas.latency.profile import resolve_space
+def _body(argv) -> None:
+    cli.no_arguments(argv)
+    fl = flags.FLAGS
+    space = resolve_space(fl.space) if fl.space else None
+    paths = run(fl.table, space, fl.out_dir, n=fl.n, window=parse_window(fl.window),
+                seed=fl.seed, model=fl.model, max_tries=fl.max_tries, strict=not fl.table_proxy)
+    for path in paths:
+        arch = load_arch(path)
+        print(f"{path}: predicted {arch['predicted_ms']:.4f} ms (paper), "
+              f"{arch['predicted_ms_exact']:.4f} ms (exact)")
+    print(f"wrote {len(paths)} architectures to {fl.out_dir}")
 
-                space = resolve_space(fl.space)
-            paths = run(fl.table, space, fl.out_dir, n=fl.n, window=parse_window(fl.window),
-                        seed=fl.seed, model=fl.model, max_tries=fl.max_tries,
-                        strict=not fl.table_proxy)
-        except (LatencyTableError, FileNotFoundError, PermissionError, ValueError) as e:
-            print(f"spnas-random-search: error: {e}", file=sys.stderr)
-            sys.exit(2)
-        from spnas.arch.handoff import load_arch
 
-        for path in paths:
-            arch = load_arch(path)
-            print(f"{path}: predicted {arch['predicted_ms']:.4f} ms (paper), "
-                  f"{arch['predicted_ms_exact']:.4f} ms (exact)")
-        print(f"wrote {len(paths)} architectures to {fl.out_dir}")
-
-    app.run(main_)
+def main() -> None:
+    """``spnas-random-search``: see the module docstring for the flags."""
+    _define_flags()
+    cli.entry_point("spnas-random-search", _body)()
 
 
 if __name__ == "__main__":

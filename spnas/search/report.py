@@ -7,8 +7,8 @@
   Fig. 6); the 3x3 core is outlined and the decoded choice is in the title.
 
 Everything is read from files in the work directory (``search_log.csv``,
-``kernel_std.json``, ``arch.json``), so ``spnas-report WORKDIR`` redraws them
-without TensorFlow.
+``kernel_std.json``, ``arch.json``), so ``spnas-report WORKDIR``
+(:mod:`spnas.search.report_main`) redraws them without TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,21 +16,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 
 import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 FIG4 = "fig4_ce_runtime.png"
 FIG6 = "fig6_kernel_std.png"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _read_log(path: str) -> dict[str, np.ndarray]:
@@ -48,10 +41,11 @@ def _read_log(path: str) -> dict[str, np.ndarray]:
 def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None,
               decoded_ms: float | None = None) -> str:
     """CE, R and lambda over the search; ``decoded_ms`` marks the decoded net's latency."""
-    plt = _plt()
     log = _read_log(log_csv)
     step = log["step"]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    # A Figure without pyplot: no global state, no GUI backend (headless machines).
+    fig = Figure(figsize=(7, 6))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
     ax1.plot(step, log["ce"], color="tab:blue", label="cross-entropy (running mean)")
     ax1.set_ylabel("CE")
     ax1.grid(alpha=0.3)
@@ -78,15 +72,10 @@ def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None,
     fig.suptitle("Single-Path NAS search: CE and runtime (cf. paper Fig. 4)")
     fig.tight_layout()
     _save(fig, out_png)
-    plt.close(fig)
     return out_png
 
 
 def plot_fig6(kernel_std_json: str, out_png: str, choices: list[str] | None = None) -> str:
-    plt = _plt()
-    from matplotlib.colors import LogNorm
-    from matplotlib.patches import Rectangle
-
     with open(kernel_std_json) as f:
         stds = {int(k): np.asarray(v) for k, v in json.load(f).items()}
     ids = sorted(stds)
@@ -96,7 +85,8 @@ def plot_fig6(kernel_std_json: str, out_png: str, choices: list[str] | None = No
     positive = values[values > 0]
     vmin = max(float(positive.min()) if positive.size else 1e-6, 1e-8)
     norm = LogNorm(vmin=vmin, vmax=max(float(values.max()), vmin * 10))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.9, rows * 2.0), squeeze=False)
+    fig = Figure(figsize=(cols * 1.9, rows * 2.0))
+    axes = fig.subplots(rows, cols, squeeze=False)
     image = None
     for ax in axes.ravel():
         ax.axis("off")
@@ -110,7 +100,6 @@ def plot_fig6(kernel_std_json: str, out_png: str, choices: list[str] | None = No
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="std across channels (log)")
     fig.suptitle("Superkernel weight std across channels (cf. paper Fig. 6)")
     _save(fig, out_png)
-    plt.close(fig)
     return out_png
 
 
@@ -136,26 +125,3 @@ def make_figures(workdir: str) -> list[str]:
     if os.path.exists(std_json):
         out.append(plot_fig6(std_json, os.path.join(workdir, FIG6), arch.get("layers")))
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``spnas-report WORKDIR``: redraws a search's figures."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: spnas-report WORKDIR", file=sys.stderr)
-        sys.exit(2)
-    workdir = argv[0]
-    if not os.path.isdir(workdir):
-        print(f"spnas-report: error: {workdir!r} is not a directory.", file=sys.stderr)
-        sys.exit(2)
-    paths = make_figures(workdir)
-    if not paths:
-        print(f"spnas-report: error: no search_log.csv or kernel_std.json in {workdir!r}.",
-              file=sys.stderr)
-        sys.exit(2)
-    for p in paths:
-        print(p)
-
-
-if __name__ == "__main__":
-    main()

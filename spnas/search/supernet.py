@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import layers, ops
+from keras import ops
 
-from spnas.space import BN_EPSILON, BN_MOMENTUM, SearchSpace
-from spnas.superkernel.block import CONV_INIT, SearchableMBConv
+from spnas.space import SearchSpace
+from spnas.superkernel.block import MBConv, build_chain
+from spnas.superkernel.stem_head import Head, Stem
 from spnas.tables.runtime_model import BoundTable, bind
 from spnas.tables.table import LatencyTable
 
@@ -33,6 +34,20 @@ def latency_config(table: BoundTable | LatencyTable | None) -> dict | None:
         "constant_ms": table.constant_ms,
         "layers": {str(i): dict(table.layers[i]) for i in table.searchable_indices},
     }
+
+
+def layer_runtimes(space: SearchSpace, latency: dict | None) -> dict[str, dict]:
+    """``latency["layers"]`` (``{}`` without latency), checked to cover exactly the
+    searchable layers of ``space``."""
+    runtimes = (latency or {}).get("layers", {})
+    if latency is not None:
+        expected = {str(i) for i in space.searchable_indices()}
+        if set(runtimes) != expected:
+            raise ValueError(
+                f"Latency entries cover layers {sorted(runtimes, key=int)}, the "
+                f"supernet's searchable layers are {sorted(expected, key=int)}."
+            )
+    return runtimes
 
 
 @keras.saving.register_keras_serializable(package="spnas")
@@ -62,55 +77,21 @@ class Supernet(keras.Model):
         self.space = space
         self.latency = latency
         self.weight_decay = float(weight_decay)
-        reg = keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        layer_runtimes = (latency or {}).get("layers", {})
-        if latency is not None:
-            expected = {str(i) for i in space.searchable_indices()}
-            if set(layer_runtimes) != expected:
-                raise ValueError(
-                    f"Latency entries cover layers {sorted(layer_runtimes, key=int)}, the "
-                    f"supernet's searchable layers are {sorted(expected, key=int)}."
-                )
-
-        self.conv_stem = layers.Conv2D(
-            space.stem_filters, 3, strides=space.stem_stride, padding="same", use_bias=False,
-            kernel_initializer=CONV_INIT, kernel_regularizer=reg, name="conv_stem",
-        )
-        self.bn_stem = layers.BatchNormalization(name="bn_stem", **bn)
-        self.mbconv: list[SearchableMBConv] = []
-        for spec in space.layers():
-            self.mbconv.append(
-                SearchableMBConv(
-                    filters=spec.out_ch,
-                    expansion=spec.expansion,
-                    kernel_size=spec.kernel,
-                    strides=spec.stride,
-                    searchable=spec.searchable,
-                    allow_skip=spec.skippable,
-                    residual=spec.residual,
-                    runtimes=layer_runtimes.get(str(spec.index)) if spec.searchable else None,
-                    weight_decay=self.weight_decay,
-                    name=f"layer{spec.index:02d}",
-                )
-            )
-        self.conv_head = layers.Conv2D(
-            space.head_filters, 1, use_bias=False, kernel_initializer=CONV_INIT,
-            kernel_regularizer=reg, name="conv_head",
-        )
-        self.bn_head = layers.BatchNormalization(name="bn_head", **bn)
-        self.pool = layers.GlobalAveragePooling2D(name="pool")
-        self.drop = layers.Dropout(space.dropout, name="dropout")
-        self.classifier = layers.Dense(
-            space.num_classes, kernel_regularizer=reg, bias_regularizer=reg, name="classifier",
-        )
+        runtimes = layer_runtimes(space, latency)
+        self.stem = Stem(space.stem_filters, space.stem_stride, self.weight_decay, name="stem")
+        self.mbconv: list[MBConv] = [
+            MBConv.from_spec(spec, runtimes.get(str(spec.index)), self.weight_decay)
+            for spec in space.layers()
+        ]
+        self.head = Head(space.head_filters, space.num_classes, space.dropout, self.weight_decay,
+                         name="head")
         self.runtime_lambda = self.add_weight(
             name="runtime_lambda", shape=(), initializer="zeros", trainable=False
         )
 
     # -- forward -------------------------------------------------------------------------
     def call(self, inputs, training=None):
-        x = ops.relu(self.bn_stem(self.conv_stem(inputs), training=training))
+        x = self.stem(inputs, training=training)
         with_runtime = self.latency is not None
         runtime = float(self.latency["constant_ms"]) if with_runtime else 0.0
         for block in self.mbconv:
@@ -119,31 +100,20 @@ class Supernet(keras.Model):
                 runtime = runtime + r
             else:
                 x = block(x, training=training)
-        x = ops.relu(self.bn_head(self.conv_head(x), training=training))
-        x = self.drop(self.pool(x), training=training)
-        logits = self.classifier(x)
+        logits = self.head(x, training=training)
         if with_runtime:
             # The runtime comes from the indicators of this very pass (one graph).
             self.add_loss(self.runtime_lambda * RUNTIME_LOSS_SCALE * ops.log(runtime))
         return logits
 
     def build(self, input_shape=None):
-        shape = tuple(input_shape or (None, self.space.input_size, self.space.input_size, 3))
-        self.conv_stem.build(shape)
-        shape = self.conv_stem.compute_output_shape(shape)
-        self.bn_stem.build(shape)
-        for block in self.mbconv:
-            block.build(shape)
-            shape = block.compute_output_shape(shape)
-        self.conv_head.build(shape)
-        shape = self.conv_head.compute_output_shape(shape)
-        self.bn_head.build(shape)
-        self.classifier.build((shape[0], shape[-1]))
+        size = self.space.input_size
+        build_chain([self.stem, *self.mbconv, self.head], input_shape or (None, size, size, 3))
         self.built = True
 
     # -- search interface ----------------------------------------------------------------
     @property
-    def searchable_blocks(self) -> list[SearchableMBConv]:
+    def searchable_blocks(self) -> list[MBConv]:
         return [b for b in self.mbconv if b.searchable]
 
     def runtime_ms(self):

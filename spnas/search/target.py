@@ -30,9 +30,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from spnas.errors import UserError
 from spnas.space import SearchSpace, choice_from_decisions
 from spnas.tables.runtime_model import BoundTable, bind
 from spnas.tables.table import LatencyTable
+
+
+class SearchConfigError(UserError):
+    """The search configuration cannot work (before anything is trained).
+
+    Defined here, the lowest search module that checks search settings (the
+    controller's gains); :mod:`spnas.search.run` raises and re-exports it.
+    """
 
 # Indicator -> (norm key, threshold key) in Supernet.decisions().
 INDICATORS = {"d5x5": ("norm5x5", "t5x5"), "d100c": ("norm100c", "t100c"),
@@ -53,9 +62,9 @@ class LambdaController:
     def __init__(self, target_ms: float, eta: float, initial_lambda: float, max_lambda: float,
                  kp: float = 0.0):
         if target_ms <= 0:
-            raise ValueError(f"target_ms must be positive, got {target_ms}.")
+            raise SearchConfigError(f"target_ms must be positive, got {target_ms}.")
         if eta < 0 or kp < 0 or max_lambda <= 0:
-            raise ValueError(
+            raise SearchConfigError(
                 f"Need target_lr >= 0, target_kp >= 0 and target_max_lambda > 0, got "
                 f"{eta}, {kp} and {max_lambda}.")
         self.target_ms = float(target_ms)

@@ -1,10 +1,23 @@
-"""The searchable MBConv layer of Single-Path NAS (paper Fig. 2, middle).
+"""The one MBConv layer of the package (timm's ``InvertedResidual``) and the base
+of the stem and head (:mod:`spnas.superkernel.stem_head`).
 
-1x1 expansion at the largest ratio (e=6), BN, ReLU, the depthwise superkernel,
-BN, ReLU, 1x1 linear projection, BN, and a residual connection when the stride
-is 1 and the input and output widths match. The same class, with
-``searchable=False``, builds the paper's fixed first (e1, no expansion conv) and
-last layers with a plain depthwise kernel.
+MBConv (paper Fig. 2, middle): 1x1 expansion (``conv_pw``, none for expansion 1),
+BN, ReLU, the depthwise conv (``conv_dw``), BN, ReLU, 1x1 linear projection
+(``conv_pwl``), BN, and a residual connection when asked (stride 1 and in == out
+widths). The depthwise conv is made by one method, :meth:`MBConv.make_conv_dw`:
+the 5x5 superkernel in a searchable layer, a plain ``DepthwiseConv2D`` in a fixed
+one (the paper's first (e1) and last layers, and every layer of a plain model).
+A subclass changes only that method, as timm's ``CondConvResidual`` changes only
+the convs of ``InvertedResidual``.
+
+Every layer here is made of standard Keras layers and can be used two ways:
+
+* nested (the supernet): called like any layer, its sub-layers named ``conv_pw``,
+  ``bn1`` ... inside it;
+* flat (``flat=True``, the plain models): :meth:`Composite.apply_to` wires the
+  sub-layers themselves into a functional graph, named ``{name}_conv_pw``,
+  ``{name}_bn1`` ..., so the model holds standard Keras layers only and exports to
+  TFLite like any Keras model.
 """
 
 from __future__ import annotations
@@ -12,8 +25,18 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from spnas.space import BN_EPSILON, BN_MOMENTUM
+from spnas.space import BN_EPSILON, BN_MOMENTUM, LayerSpec
 from spnas.superkernel.layer import SuperkernelDepthwiseConv
+
+__all__ = [
+    "CONV_INIT",
+    "SUPERKERNEL_INIT",
+    "Composite",
+    "MBConv",
+    "SearchableMBConv",
+    "build_chain",
+    "training_kwargs",
+]
 
 # MnasNet's TPU code initialises convolutions with a fan-out normal.
 CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
@@ -28,9 +51,100 @@ SUPERKERNEL_INIT = keras.initializers.VarianceScaling(
 )
 
 
+def training_kwargs(training) -> dict:
+    """``{"training": training}``, or nothing when it is None (Keras then takes the
+    mode from the outer call, and a functional graph records no extra argument)."""
+    return {} if training is None else {"training": training}
+
+
+def build_chain(parts, input_shape) -> tuple:
+    """Builds ``parts`` one after the other from ``input_shape``; returns the output shape."""
+    shape = tuple(input_shape)
+    for part in parts:
+        part.build(shape)
+        shape = tuple(part.compute_output_shape(shape))
+    return shape
+
+
+class Composite(keras.layers.Layer):
+    """A layer made of standard Keras layers, nested or flat (see the module doc).
+
+    Args:
+      weight_decay: L2 coefficient on all non-BN weights (loss += wd * 1/2 ||w||^2).
+      flat: name the sub-layers ``{name}_{sub}`` for :meth:`apply_to`.
+
+    A subclass creates its sub-layers in ``__init__`` (or, where they depend on the
+    input, in :meth:`prepare`), lists them in order in :meth:`chain` and writes
+    ``call`` with Keras layers only, so that the same ``call`` also wires a
+    functional graph.
+    """
+
+    # The constructor arguments get_config() returns (as attributes of the same names).
+    config_keys: tuple[str, ...] = ("weight_decay", "flat")
+
+    def __init__(self, weight_decay: float = 0.0, flat: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.weight_decay = float(weight_decay)
+        self.flat = bool(flat)
+        self._reg = keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
+
+    # -- sub-layer factories ---------------------------------------------------------------
+    def sub_name(self, name: str) -> str:
+        return f"{self.name}_{name}" if self.flat else name
+
+    def make_conv(self, filters: int, kernel: int, name: str, strides: int = 1) -> layers.Conv2D:
+        """Bias-free conv with MnasNet's init (``same`` padding where kernel > 1)."""
+        return layers.Conv2D(
+            filters, kernel, strides=strides, padding="same" if kernel > 1 else "valid",
+            use_bias=False, kernel_initializer=CONV_INIT, kernel_regularizer=self._reg,
+            name=self.sub_name(name),
+        )
+
+    def make_bn(self, name: str) -> layers.BatchNormalization:
+        return layers.BatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=self.sub_name(name)
+        )
+
+    def make_relu(self, name: str) -> layers.ReLU:
+        return layers.ReLU(name=self.sub_name(name))
+
+    # -- structure -------------------------------------------------------------------------
+    def prepare(self, input_shape) -> None:
+        """Checks the input and creates the sub-layers that depend on it (none here)."""
+
+    def chain(self) -> list:
+        """The sub-layers in the order they apply (a residual add excluded)."""
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        self.prepare(input_shape)
+        build_chain(self.chain(), input_shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for part in self.chain():
+            shape = tuple(part.compute_output_shape(shape))
+        return shape
+
+    def apply_to(self, x):
+        """Wires the sub-layers into the functional graph of ``x``, each as a layer of
+        the model (not this layer), and returns the output tensor."""
+        if not self.flat:
+            raise ValueError(f"{self.name}: apply_to() needs a layer made with flat=True.")
+        self.prepare(tuple(x.shape))
+        return self.call(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({key: getattr(self, key) for key in self.config_keys})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="spnas")
-class SearchableMBConv(keras.layers.Layer):
-    """One MBConv layer of the supernet.
+class SearchableMBConv(Composite):
+    """One MBConv layer: searchable (superkernel) or fixed (plain depthwise conv).
+
+    ``MBConv`` is the same class (the name the plain models use).
 
     Args:
       filters: output channels.
@@ -43,7 +157,13 @@ class SearchableMBConv(keras.layers.Layer):
       residual: add the input to the output (only valid for stride 1, in == out).
       runtimes: the layer's latency-table entries, see SuperkernelDepthwiseConv.
       weight_decay: L2 coefficient on all non-BN weights (loss += wd * 1/2 ||w||^2).
+      flat: see :class:`Composite`.
     """
+
+    config_keys = Composite.config_keys + (
+        "filters", "expansion", "kernel_size", "strides", "searchable", "allow_skip", "residual",
+        "runtimes",
+    )
 
     def __init__(
         self,
@@ -58,7 +178,7 @@ class SearchableMBConv(keras.layers.Layer):
         weight_decay: float = 0.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(weight_decay=weight_decay, **kwargs)
         self.filters = int(filters)
         self.expansion = int(expansion)
         self.kernel_size = int(kernel_size)
@@ -67,69 +187,71 @@ class SearchableMBConv(keras.layers.Layer):
         self.allow_skip = bool(allow_skip) and self.searchable
         self.residual = bool(residual)
         self.runtimes = runtimes
-        self.weight_decay = float(weight_decay)
-        reg = keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        self._reg = reg
-        # conv_pw's width depends on the input channels: it is created in build().
+        # conv_pw's width depends on the input channels: it is created in prepare().
         self.conv_pw = None
-        if self.expansion != 1:
-            self.bn1 = layers.BatchNormalization(name="bn1", **bn)
-        if self.searchable:
-            self.conv_dw = SuperkernelDepthwiseConv(
-                strides=self.strides, allow_skip=self.allow_skip, runtimes=runtimes,
-                kernel_initializer=SUPERKERNEL_INIT, kernel_regularizer=reg, name="conv_dw",
-            )
-        else:
-            self.conv_dw = layers.DepthwiseConv2D(
-                self.kernel_size, strides=self.strides, padding="same", use_bias=False,
-                depthwise_initializer=CONV_INIT, depthwise_regularizer=reg, name="conv_dw",
-            )
-        self.bn2 = layers.BatchNormalization(name="bn2", **bn)
-        self.conv_pwl = layers.Conv2D(
-            self.filters, 1, use_bias=False, kernel_initializer=CONV_INIT,
-            kernel_regularizer=reg, name="conv_pwl",
-        )
-        self.bn3 = layers.BatchNormalization(name="bn3", **bn)
+        self.bn1 = self.make_bn("bn1") if self.expansion != 1 else None
+        self.act1 = self.make_relu("relu1") if self.expansion != 1 else None
+        self.conv_dw = self.make_conv_dw()
+        self.bn2 = self.make_bn("bn2")
+        self.act2 = self.make_relu("relu2")
+        self.conv_pwl = self.make_conv(self.filters, 1, "conv_pwl")
+        self.bn3 = self.make_bn("bn3")
+        self.shortcut = layers.Add(name=self.sub_name("add")) if self.residual else None
 
-    def build(self, input_shape):
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, runtimes: dict | None = None, weight_decay: float = 0.0):
+        """The supernet's layer ``spec`` (named ``layerNN``)."""
+        return cls(
+            spec.out_ch, spec.expansion, spec.kernel, spec.stride, searchable=spec.searchable,
+            allow_skip=spec.skippable, residual=spec.residual,
+            runtimes=runtimes if spec.searchable else None, weight_decay=weight_decay,
+            name=f"layer{spec.index:02d}",
+        )
+
+    def make_conv_dw(self) -> keras.layers.Layer:
+        """The depthwise conv: the 5x5 superkernel if searchable, else a plain k x k one."""
+        if self.searchable:
+            return SuperkernelDepthwiseConv(
+                strides=self.strides, allow_skip=self.allow_skip, runtimes=self.runtimes,
+                kernel_initializer=SUPERKERNEL_INIT, kernel_regularizer=self._reg,
+                name=self.sub_name("conv_dw"),
+            )
+        return layers.DepthwiseConv2D(
+            self.kernel_size, strides=self.strides, padding="same", use_bias=False,
+            depthwise_initializer=CONV_INIT, depthwise_regularizer=self._reg,
+            name=self.sub_name("conv_dw"),
+        )
+
+    def prepare(self, input_shape) -> None:
         in_ch = int(input_shape[-1])
         if self.residual and (self.strides != 1 or in_ch != self.filters):
             raise ValueError(
                 f"{self.name}: a residual needs stride 1 and in == out channels "
                 f"(stride {self.strides}, {in_ch} -> {self.filters})."
             )
-        shape = tuple(input_shape)
-        if self.expansion != 1:
-            self.conv_pw = layers.Conv2D(
-                in_ch * self.expansion, 1, use_bias=False, kernel_initializer=CONV_INIT,
-                kernel_regularizer=self._reg, name="conv_pw",
-            )
-            self.conv_pw.build(shape)
-            shape = self.conv_pw.compute_output_shape(shape)
-            self.bn1.build(shape)
-        self.conv_dw.build(shape)
-        shape = self.conv_dw.compute_output_shape(shape)
-        self.bn2.build(shape)
-        self.conv_pwl.build(shape)
-        shape = self.conv_pwl.compute_output_shape(shape)
-        self.bn3.build(shape)
+        if self.expansion != 1 and self.conv_pw is None:
+            self.conv_pw = self.make_conv(in_ch * self.expansion, 1, "conv_pw")
+
+    def chain(self) -> list:
+        parts = [self.conv_pw, self.bn1, self.act1] if self.expansion != 1 else []
+        return parts + [self.conv_dw, self.bn2, self.act2, self.conv_pwl, self.bn3]
 
     def call(self, inputs, training=None, return_runtime=False):
         """Forward pass; with ``return_runtime=True`` returns ``(output, runtime_ms)``
         (0 for a fixed layer or a superkernel without table entries)."""
+        mode = training_kwargs(training)
         x = inputs
         if self.conv_pw is not None:
-            x = keras.ops.relu(self.bn1(self.conv_pw(x), training=training))
+            x = self.act1(self.bn1(self.conv_pw(x), **mode))
         runtime = 0.0
         if return_runtime and self.searchable and self.runtimes is not None:
-            x, runtime = self.conv_dw(x, training=training, return_runtime=True)
+            x, runtime = self.conv_dw(x, return_runtime=True, **mode)
         else:
-            x = self.conv_dw(x, training=training)
-        x = keras.ops.relu(self.bn2(x, training=training))
-        x = self.bn3(self.conv_pwl(x), training=training)
-        if self.residual:
-            x = x + inputs
+            x = self.conv_dw(x, **mode)
+        x = self.act2(self.bn2(x, **mode))
+        x = self.bn3(self.conv_pwl(x), **mode)
+        if self.shortcut is not None:
+            x = self.shortcut([x, inputs])
         return (x, runtime) if return_runtime else x
 
     def compute_output_shape(self, input_shape):
@@ -140,19 +262,7 @@ class SearchableMBConv(keras.layers.Layer):
 
         return (n, out(h), out(w), self.filters)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "expansion": self.expansion,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "searchable": self.searchable,
-                "allow_skip": self.allow_skip,
-                "residual": self.residual,
-                "runtimes": self.runtimes,
-                "weight_decay": self.weight_decay,
-            }
-        )
-        return config
+
+# One class, two names: ``MBConv`` for the definition, ``SearchableMBConv`` (its
+# registered and saved name, kept so existing .keras files and imports load).
+MBConv = SearchableMBConv

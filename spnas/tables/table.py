@@ -19,13 +19,12 @@ metadata) is detected and imported by :func:`load_table`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any
 
 from spnas.errors import UserError
-from spnas.fileio import atomic_write_json, sha256_file
+from spnas.fileio import atomic_write_json, read_json, sha256_file
 from spnas.space import CANDIDATES, SearchSpace
 
 FORMAT = "spnas.latency_table/1"
@@ -272,16 +271,7 @@ def load_table(path: str, space: SearchSpace | None = None) -> LatencyTable:
       FileNotFoundError: the file does not exist.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Latency table {path!r} does not exist.")
-    if os.path.isdir(path):
-        raise LatencyTableError(f"Latency table {path!r} is a directory, not a table file.")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LatencyTableError(f"Latency table {path!r} is not valid JSON: {e}.") from None
+    data = read_json(path, LatencyTableError, "Latency table")
     table = table_from_json(data, path=path)
     table = dataclasses.replace(table, sha256=sha256_file(path))
     if space is not None:

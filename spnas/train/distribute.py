@@ -7,7 +7,11 @@ address with TPUClusterResolver; ``multiworker`` reads ``TF_CONFIG``.
 
 from __future__ import annotations
 
-STRATEGIES = ("auto", "cpu", "mirrored", "multiworker", "tpu")
+import tensorflow as tf
+
+from spnas.train.checks import STRATEGIES
+
+__all__ = ["STRATEGIES", "get_strategy"]
 
 
 def get_strategy(name: str = "auto", tpu: str = "", cpu_replicas: int = 1):
@@ -20,8 +24,6 @@ def get_strategy(name: str = "auto", tpu: str = "", cpu_replicas: int = 1):
         logical devices (tests and laptops: data parallelism without a GPU).
         Must be set before TensorFlow initialises its devices.
     """
-    import tensorflow as tf
-
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}.")
     if name == "tpu":

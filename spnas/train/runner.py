@@ -17,6 +17,7 @@ import sys
 
 import keras
 import numpy as np
+from tqdm.auto import tqdm
 
 from spnas.errors import UserError
 from spnas.fileio import atomic_write_json
@@ -108,8 +109,6 @@ class TqdmProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=self.total, initial=_step(self.model), desc=self.desc,
                             unit="step", mininterval=2.0, dynamic_ncols=True)
 

@@ -34,8 +34,7 @@ def path(name: str) -> str:
     file = os.path.join(_DIR, stem + ".json")
     if os.sep in stem or not os.path.isfile(file):
         raise FileNotFoundError(
-            f"No latency table file {name!r} and no shipped table of that name; shipped: "
-            f"{', '.join(available()) or 'none'}."
+            f"No shipped latency table {name!r}; available: {', '.join(available()) or 'none'}."
         )
     return file
 
@@ -47,7 +46,8 @@ def resolve(value: str) -> str:
     command resolves a table through this one function.
 
     Raises:
-      FileNotFoundError: empty, or neither a file nor a shipped name (lists them).
+      FileNotFoundError: empty, a path that does not exist, or not a shipped name
+        (lists the shipped tables).
       IsADirectoryError: ``value`` is a directory.
     """
     value = os.fspath(value or "")
@@ -60,4 +60,9 @@ def resolve(value: str) -> str:
         raise IsADirectoryError(f"Latency table {value!r} is a directory, not a table file.")
     if os.path.exists(value):
         return value
+    if os.sep in value or (os.altsep and os.altsep in value):
+        raise FileNotFoundError(
+            f"Latency table file {value!r} does not exist. No shipped latency table has that "
+            f"name either; available: {', '.join(available()) or 'none'}."
+        )
     return path(value)

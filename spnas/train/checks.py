@@ -1,0 +1,166 @@
+"""What ``spnas-train`` checks before TensorFlow loads (Keras-free).
+
+The config's numbers, the architecture (read once: an arch.json becomes an
+:class:`spnas.arch.handoff.Arch`), its plan and downsampling, and the work
+directory: ``spnas/train/main.py`` runs :func:`prepare` before the seam
+(``cli.call("spnas.train.run:run", ...)``), so a bad command fails in about a
+second with one line, and :func:`spnas.train.run.run` trains the plan it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ml_collections
+
+from spnas.arch.handoff import Arch, load_arch
+from spnas.arch.plan import ArchLike, ModelPlan, plan_model
+from spnas.errors import UserError
+from spnas.fileio import check_writable_dir
+
+# The tf.distribute strategies a config may name (spnas/train/distribute.py).
+STRATEGIES = ("auto", "cpu", "mirrored", "multiworker", "tpu")
+ARCH_FILE = "arch.json"  # written by spnas-search into the same work directory
+
+
+class TrainConfigError(UserError):
+    """The training configuration cannot work (checked before anything is built)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A checked training run: what to train, from where, its plan, the work directory.
+
+    ``plan.num_classes`` is ``data.num_classes`` or the architecture's own until
+    the dataset is known (:func:`with_classes`).
+    """
+
+    arch: ArchLike  # an Arch (arch.json read once), a registry name or stage strings
+    source: str
+    plan: ModelPlan
+    workdir: str
+
+
+def parse_arch(value: str) -> str | list[str]:
+    """A ``config.arch`` value as :func:`spnas.arch.plan.plan_model` takes it.
+
+    Stage strings (``ir_r2_k3_s2_e6_c24,...``, comma separated) become a list;
+    anything else (a registry name or an arch.json path) stays a string.
+    """
+    value = value.strip()
+    if value.startswith(("ir_", "ds_")):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    return value
+
+
+def resolve_arch(config: ml_collections.ConfigDict, workdir: str) -> tuple[str | list[str], str]:
+    """Which architecture to train, and a description of where it came from.
+
+    ``config.arch`` when set (``--arch`` sets it); else ``<workdir>/arch.json``
+    when a search left one there; else ``config.fallback_arch``.
+    """
+    if config.arch:
+        return parse_arch(config.arch), f"config.arch={config.arch}"
+    searched = os.path.join(workdir, ARCH_FILE)
+    if os.path.isfile(searched):
+        return searched, f"searched ({searched})"
+    if not config.fallback_arch:
+        raise TrainConfigError(
+            f"No architecture: config.arch is empty, there is no {searched!r}, and "
+            "config.fallback_arch is empty. Pass --arch=NAME_OR_ARCH_JSON."
+        )
+    return parse_arch(config.fallback_arch), f"config.fallback_arch={config.fallback_arch}"
+
+
+def load_once(arch: ArchLike) -> ArchLike:
+    """An arch.json path becomes its :class:`Arch` (read and validated once); other
+    architectures (registry names, stage strings, objects) are returned as they are."""
+    if isinstance(arch, (str, os.PathLike)):
+        path = os.fspath(arch)
+        if (path.endswith(".json") or os.sep in path) and os.path.isfile(path):
+            return load_arch(path)
+    return arch
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise TrainConfigError(message)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises TrainConfigError naming the first value that cannot work."""
+    s, ex = config.schedule, config.execution
+    for key, value, ok, allowed in (
+        ("schedule.batch_size", s.batch_size, int(s.batch_size) >= 1, ">= 1"),
+        ("schedule.eval_batch_size", s.eval_batch_size, int(s.eval_batch_size) >= 0, ">= 0"),
+        ("schedule.train_steps", s.train_steps, int(s.train_steps) >= 0, ">= 0"),
+        ("schedule.steps_per_epoch", s.steps_per_epoch, float(s.steps_per_epoch) >= 0, ">= 0"),
+        ("schedule.warmup_epochs", s.warmup_epochs, float(s.warmup_epochs) >= 0, ">= 0"),
+        ("schedule.lr", s.lr, float(s.lr) > 0, "> 0"),
+        ("schedule.lr_decay_epochs", s.lr_decay_epochs, float(s.lr_decay_epochs) > 0, "> 0"),
+        ("schedule.lr_decay_rate", s.lr_decay_rate, 0 < float(s.lr_decay_rate) <= 1, "in (0, 1]"),
+        ("schedule.ema_decay", s.ema_decay, 0 <= float(s.ema_decay) < 1, "in [0, 1)"),
+        ("schedule.label_smoothing", s.label_smoothing, 0 <= float(s.label_smoothing) < 1,
+         "in [0, 1)"),
+        ("schedule.weight_decay", s.weight_decay, float(s.weight_decay) >= 0, ">= 0"),
+        ("schedule.bn_recalibration_batches", s.bn_recalibration_batches,
+         int(s.bn_recalibration_batches) >= 0, ">= 0"),
+        ("execution.checkpoint_every", ex.checkpoint_every, int(ex.checkpoint_every) >= 1, ">= 1"),
+        ("execution.log_every", ex.log_every, int(ex.log_every) >= 1, ">= 1"),
+    ):
+        _need(ok, f"{key} must be {allowed}, got {value}.")
+    _need(
+        float(s.epochs) > 0 or int(s.train_steps) > 0,
+        f"schedule.epochs must be > 0 (or schedule.train_steps set), got {s.epochs}.",
+    )
+    _need(
+        ex.strategy in STRATEGIES,
+        f"execution.strategy must be one of {STRATEGIES}, got {ex.strategy!r}.",
+    )
+
+
+def plan_for(config: ml_collections.ConfigDict, arch: ArchLike) -> ModelPlan:
+    """The model plan of ``arch`` at the config's input size, width and dropout."""
+    n = int(config.data.num_classes)
+    return plan_model(
+        arch,
+        num_classes=n if n > 0 else None,
+        input_size=int(config.data.image_size),
+        width=float(config.width) or None,
+        dropout=float(config.dropout),
+    )
+
+
+def with_classes(plan: ModelPlan, num_classes: int) -> ModelPlan:
+    """The plan with the dataset's class count (only the classifier depends on it)."""
+    if num_classes < 2:
+        raise TrainConfigError(f"num_classes must be >= 2, got {num_classes}.")
+    if plan.num_classes == num_classes:
+        return plan
+    return dataclasses.replace(plan, num_classes=int(num_classes))
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str, arch: ArchLike | None = None) -> Prepared:
+    """Checks everything that can be wrong before training; returns what to train.
+
+    Args:
+      config: a training config (configs/train_default.py).
+      workdir: the work directory (created; must be writable).
+      arch: what to train (an :class:`Arch`, as spnas-pipeline passes the search's);
+        None resolves ``config.arch``, ``<workdir>/arch.json``, ``config.fallback_arch``.
+
+    Raises:
+      TrainConfigError, ArchError, UnknownArchError, FileNotFoundError,
+      PermissionError: each naming the problem; nothing is written before.
+    """
+    check_config(config)
+    if arch is None:
+        arch, source = resolve_arch(config, os.path.abspath(workdir))
+    elif isinstance(arch, Arch):
+        source = f"searched ({arch.where})"
+    else:
+        source = f"given ({arch})"
+    arch = load_once(arch)
+    plan = plan_for(config, arch)  # architecture and downsampling, before TF loads
+    return Prepared(arch, source, plan, check_writable_dir(workdir))

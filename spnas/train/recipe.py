@@ -1,0 +1,247 @@
+"""The one training recipe of spnas: what ``spnas-search`` and ``spnas-train`` share.
+
+Single-Path NAS trains its supernet and then the searched net with the same
+MnasNet recipe (Stamoulis et al., 2019, Sec. 4; reference-facts.md "Search" and
+"Training"): RMSProp 0.9/0.9/1e-3 with the accumulator at 1
+(:class:`spnas.train.optim.MnasRMSprop`), LR ``lr_per_256 * batch / 256``
+decayed x0.97 every 2.4 epochs (:class:`spnas.train.schedule.MnasNetSchedule`,
+with an optional linear warm-up), weight EMA 0.9999, label-smoothed (0.1)
+cross-entropy on logits, weight decay on the non-BN weights, resumable
+step-exact training (:func:`spnas.train.runner.run_fit`), and the evaluation of
+the EMA weights after recomputing their BN statistics
+(:func:`spnas.train.precise_bn.recalibrate_batch_norm`).
+
+The steps read the config sections of ``configs/common.py``: ``config.data``,
+``config.schedule``, ``config.execution`` and the top-level ``config.seed``.
+What differs between search and training (supernet, lambda schedule, decoding,
+arch.json vs the plain model, report, model.keras) stays in
+:mod:`spnas.search.run` and :mod:`spnas.train.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import keras
+import ml_collections
+
+from spnas.data import DatasetInfo, build_dataset, dataset_info
+from spnas.errors import UserError
+from spnas.train.distribute import get_strategy
+from spnas.train.optim import MnasRMSprop, ema_weights
+from spnas.train.precise_bn import recalibrate_batch_norm
+from spnas.train.runner import run_fit
+from spnas.train.schedule import MnasNetSchedule
+
+
+class RecipeConfigError(UserError):
+    """The data, schedule or execution section cannot work as configured."""
+
+
+class Lengths(NamedTuple):
+    """Optimizer steps per epoch and in total (unpacks as ``per_epoch, total``)."""
+
+    per_epoch: float
+    total: int
+
+    def steps(self, epochs: float) -> int:
+        """``ceil(epochs * per_epoch)`` steps, at most ``total`` (0 for no epochs)."""
+        if epochs <= 0:
+            return 0
+        return min(self.total, max(1, int(math.ceil(float(epochs) * self.per_epoch))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    """The training and evaluation pipelines of one data section."""
+
+    train: Any  # tf.data.Dataset, shuffled, repeated, augmented
+    eval: Any  # tf.data.Dataset, one deterministic pass
+    info: DatasetInfo  # of the train split
+    eval_info: DatasetInfo
+    eval_split: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EmaEvaluation:
+    """Metrics of the EMA weights; ``moving_stats`` before BN recalibration (if asked)."""
+
+    result: dict
+    moving_stats: dict | None
+    recalibrated: int  # BN recalibration batches used (0: the moving statistics as trained)
+
+
+def data_kwargs(config: ml_collections.ConfigDict) -> dict:
+    """The keyword arguments of :func:`spnas.data.build_dataset` shared by every split:
+    the same data directory, validation split and seed for search, training and export."""
+    data = config.data
+    return dict(
+        data_dir=data.data_dir or None,
+        manual_dir=data.manual_dir or None,
+        validation_fraction=data.validation_fraction,
+        seed=int(config.seed),
+    )
+
+
+def train_info(config: ml_collections.ConfigDict) -> tuple[DatasetInfo, int]:
+    """The train split's info and the number of classes (``data.num_classes`` or the
+    dataset's), without building a pipeline."""
+    info = dataset_info(config.data.dataset, "train", **data_kwargs(config))
+    n = int(config.data.num_classes)
+    return info, n if n > 0 else info.num_classes
+
+
+def start(config: ml_collections.ConfigDict, seed_first: bool = False):
+    """The ``tf.distribute`` strategy of ``config.execution``, and the seed.
+
+    Call it before any tensor exists: ``cpu_replicas`` splits the CPU into
+    logical devices, which TensorFlow allows only before it starts. The order
+    of seeding and starting TensorFlow decides the initial weights: the search
+    seeds first (``seed_first``), the trainer after (each as it always has, so
+    that a seed reproduces earlier runs).
+    """
+    ex = config.execution
+    if seed_first:
+        keras.utils.set_random_seed(int(config.seed))
+    strategy = get_strategy(ex.strategy, ex.tpu, int(ex.cpu_replicas))
+    if not seed_first:
+        keras.utils.set_random_seed(int(config.seed))
+    return strategy
+
+
+def schedule_lengths(
+    schedule: ml_collections.ConfigDict, num_examples: int, whole_batches: bool = False
+) -> Lengths:
+    """Steps per epoch and total optimizer steps of ``config.schedule``.
+
+    As MnasNet (``whole_batches=False``, the trainer): ``per_epoch = images /
+    batch`` and ``total = int(epochs * per_epoch)`` (ImageNet, 350 epochs, batch
+    1024: 437,898). As the Single-Path NAS search (``whole_batches=True``):
+    ``per_epoch = images // batch`` and ``total = ceil(epochs * per_epoch)`` (8
+    epochs: 10,008). ``schedule.steps_per_epoch`` and ``schedule.train_steps``
+    override them.
+    """
+    batch = int(schedule.batch_size)
+    if whole_batches:
+        per_epoch = float(int(schedule.steps_per_epoch) or max(1, num_examples // batch))
+        total = int(schedule.train_steps) or int(math.ceil(float(schedule.epochs) * per_epoch))
+    else:
+        per_epoch = float(schedule.steps_per_epoch) or num_examples / batch
+        total = int(schedule.train_steps) or int(float(schedule.epochs) * per_epoch)
+    return Lengths(per_epoch, max(1, total))
+
+
+def check_batches(schedule: ml_collections.ConfigDict, replicas: int) -> None:
+    """Batch sizes must split evenly over the replicas (else tf.distribute fails inside)."""
+    batch = int(schedule.batch_size)
+    for name, value in (("batch_size", batch), ("eval_batch_size", eval_batch_size(schedule))):
+        if value % replicas:
+            raise RecipeConfigError(f"{name}={value} is not divisible by the {replicas} replicas.")
+
+
+def eval_batch_size(schedule: ml_collections.ConfigDict) -> int:
+    return int(schedule.eval_batch_size) or int(schedule.batch_size)
+
+
+def build_datasets(
+    config: ml_collections.ConfigDict, image_size: int, eval_split: str = "validation"
+) -> Datasets:
+    """Training and evaluation pipelines of ``config.data`` at ``image_size``."""
+    data, kw = config.data, data_kwargs(config)
+    train, info = build_dataset(data.dataset, "train", int(config.schedule.batch_size),
+                                image_size, training=True, augment=data.augment,
+                                on_corrupt=data.on_corrupt, **kw)
+    evalset, eval_info = build_dataset(data.dataset, eval_split, eval_batch_size(config.schedule),
+                                       image_size, training=False, on_corrupt=data.on_corrupt,
+                                       **kw)
+    return Datasets(train, evalset, info, eval_info, eval_split)
+
+
+def learning_rate(schedule: ml_collections.ConfigDict, lengths: Lengths) -> MnasNetSchedule:
+    """The MnasNet staircase (x``lr_decay_rate`` every ``lr_decay_epochs``) with the
+    linear warm-up of ``schedule.warmup_epochs`` (0 in the search)."""
+    return MnasNetSchedule(schedule.lr, max(1, int(lengths.per_epoch)), schedule.lr_decay_epochs,
+                           schedule.lr_decay_rate, schedule.warmup_epochs)
+
+
+def optimizer(schedule: ml_collections.ConfigDict, lr) -> MnasRMSprop:
+    """MnasRMSprop keeping the weight EMA (``ema_decay``; 0 = none)."""
+    return MnasRMSprop(lr, ema_momentum=schedule.ema_decay, use_ema=schedule.ema_decay > 0)
+
+
+def loss(schedule: ml_collections.ConfigDict) -> keras.losses.Loss:
+    """Label-smoothed cross-entropy on logits (the L2 terms come from the layers)."""
+    return keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                label_smoothing=schedule.label_smoothing)
+
+
+def metrics(schedule: ml_collections.ConfigDict, ce: bool = False, top_k: int = 0) -> list:
+    """``ce`` (the smoothed CE without weight decay), top-1 ``accuracy``, ``top5`` (top-k)."""
+    out: list = []
+    if ce:
+        out.append(keras.metrics.CategoricalCrossentropy(
+            name="ce", from_logits=True, label_smoothing=schedule.label_smoothing))
+    out.append(keras.metrics.CategoricalAccuracy(name="accuracy"))
+    if top_k:
+        out.append(keras.metrics.TopKCategoricalAccuracy(k=top_k, name="top5"))
+    return out
+
+
+def compile_model(model: keras.Model, config: ml_collections.ConfigDict, lr,
+                  metric_list: Sequence) -> keras.Model:
+    """Compiles ``model`` with the recipe's optimizer and loss (inside ``strategy.scope()``)."""
+    ex = config.execution
+    model.compile(
+        optimizer=optimizer(config.schedule, lr),
+        loss=loss(config.schedule),
+        metrics=list(metric_list),
+        jit_compile=bool(ex.jit_compile) and not ex.run_eagerly,
+        run_eagerly=bool(ex.run_eagerly),
+    )
+    return model
+
+
+def fit(model: keras.Model, dataset, total_steps: int, checkpoint_dir: str,
+        config: ml_collections.ConfigDict, callbacks: Sequence,
+        closing: Sequence = ()) -> tuple[int, float]:
+    """Trains up to ``total_steps`` (resuming from ``checkpoint_dir``); closes the
+    loggers and progress bars in ``closing`` whatever happens.
+
+    Returns:
+      The final global step and the seconds this call trained.
+    """
+    t0 = time.time()
+    try:
+        steps = run_fit(model, dataset, total_steps, checkpoint_dir,
+                        int(config.execution.checkpoint_every), list(callbacks))
+    finally:
+        for c in closing:
+            c.close()
+    return steps, time.time() - t0
+
+
+@contextlib.contextmanager
+def ema_evaluation(model: keras.Model, datasets: Datasets, bn_batches: int, *,
+                   moving_stats: bool = False,
+                   callbacks: Sequence | None = None) -> Iterator[EmaEvaluation]:
+    """Evaluates the EMA weights; they stay loaded inside the ``with`` (to copy them).
+
+    The EMA weights never produced BN statistics: over ``bn_batches`` training
+    batches the moving statistics are recomputed for them first (see
+    spnas/train/precise_bn.py); this replaces the model's moving statistics (the
+    checkpoint keeps the originals). ``moving_stats`` also evaluates before that.
+    """
+    with ema_weights(model):
+        before = None
+        if bn_batches > 0:
+            if moving_stats:
+                before = model.evaluate(datasets.eval, verbose=0, return_dict=True)
+            recalibrate_batch_norm(model, datasets.train, bn_batches)
+        result = model.evaluate(datasets.eval, verbose=0, return_dict=True,
+                                callbacks=list(callbacks) if callbacks else None)
+        yield EmaEvaluation(result, before, max(0, int(bn_batches)))
