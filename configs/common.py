@@ -100,7 +100,7 @@ def execution(checkpoint_every: int = 100, log_every: int = 10) -> ml_collection
     """The execution section: strategy (``auto``, ``cpu``, ``mirrored`` (+
     ``cpu_replicas`` for CPU data parallelism), ``multiworker`` (``TF_CONFIG``),
     ``tpu`` (+ ``tpu=NAME``)), XLA, eager mode (tests), checkpoint and log
-    periods in steps."""
+    periods in steps, deterministic kernels."""
     e = ml_collections.ConfigDict()
     e.strategy = "auto"  # auto | cpu | mirrored | multiworker | tpu
     e.tpu = ""
@@ -109,5 +109,10 @@ def execution(checkpoint_every: int = 100, log_every: int = 10) -> ml_collection
     e.run_eagerly = False  # True: no graph build (~30 s+ on 2 busy cores); for few-step tests
     e.checkpoint_every = checkpoint_every
     e.log_every = log_every
+    # Same seed, same result: TensorFlow's deterministic kernels and one inter-op thread
+    # (XLA's deterministic ops on the JAX backend). False trades that for speed where a
+    # backend has faster non-deterministic kernels (GPU convolutions, scatter/segment
+    # ops); on 2 CPU cores it costs about 4 % per search step (bench/determinism_cost.py).
+    e.deterministic = True
     return e
 

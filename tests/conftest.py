@@ -7,7 +7,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
-from tests.helpers import SHARED  # noqa: E402
+from tests.helpers import SHARED, require_shared  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -25,9 +25,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def shared_dir():
-    if not SHARED.exists():
-        pytest.skip(f"{SHARED} (the shared test data) is not present")
-    return SHARED
+    return require_shared(SHARED)
 
 
 @pytest.fixture(scope="session")

@@ -99,9 +99,11 @@ def test_constants_match_the_library():
     from spnas.export.report import DEFAULT_NUM_EVAL
     from spnas.train import optim, schedule
 
-    assert common.LR_PER_256 == schedule.LR_PER_256
-    assert (common.DECAY_EPOCHS, common.DECAY_RATE) == (schedule.DECAY_EPOCHS, schedule.DECAY_RATE)
-    assert common.EMA_DECAY == optim.EMA_DECAY
+    # Values from reference-facts.md ("Search", "Training"), then the copies agree.
+    assert common.LR_PER_256 == schedule.LR_PER_256 == 0.016
+    assert (common.DECAY_EPOCHS, common.DECAY_RATE) == (schedule.DECAY_EPOCHS, schedule.DECAY_RATE) == (2.4, 0.97)
+    assert common.EMA_DECAY == optim.EMA_DECAY == 0.9999
+    assert (optim.RMSPROP_RHO, optim.RMSPROP_MOMENTUM, optim.RMSPROP_EPSILON) == (0.9, 0.9, 1e-3)
     assert export_default.NUM_CALIBRATION == tflite.DEFAULT_NUM_CALIBRATION
     assert export_default.NUM_EVAL == DEFAULT_NUM_EVAL
     assert (export_default.WARMUP, export_default.REPEATS) == (litert.DEFAULT_WARMUP,

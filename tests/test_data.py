@@ -11,7 +11,10 @@ import tensorflow as tf
 
 from spnas.data import DatasetError, DatasetInfo, build_dataset, dataset_info
 from spnas.data.splits import stratified_split
-from spnas.space import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
+
+# reference facts: ImageNet mean (0.485, 0.456, 0.406)*255 and std (0.229, 0.224, 0.225)*255
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STDDEV_RGB = (58.395, 57.12, 57.375)
 
 CIFAR_CLASSES = (
     "airplane",

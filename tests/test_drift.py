@@ -24,6 +24,13 @@ def test_shipped_table_calibration_nets_reproduce_its_scale():
     # entries the networks' own measurements sit around 1.
     ratios = [ms / predict_ms(table, c, space, model="exact") for c, ms in nets]
     assert np.median(ratios) == pytest.approx(1.0, abs=1e-4)  # ratios are stored rounded
+    # The scale is the median of the 10 recorded ratios, by hand: sorted, they are
+    # 0.99473 0.99739 1.0008 1.00268 [1.00417 1.00578] 1.00926 1.01159 1.01205 1.01255,
+    # so the median is (1.00417 + 1.00578) / 2 = 1.004975.
+    calibration = table.extra["calibration"]
+    assert sorted(calibration["ratios"]) == [0.99473, 0.99739, 1.0008, 1.00268, 1.00417,
+                                             1.00578, 1.00926, 1.01159, 1.01205, 1.01255]
+    assert calibration["scale"] == pytest.approx(1.004975, abs=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +58,39 @@ def test_uncalibrated_table_gives_none():
     table = load_table(tables.path("smoke_cpu"))
     assert calibration_nets(table, smoke_space()) == []
     assert measure_with_drift(b"unused", table, smoke_space()) is None
+
+
+def test_drift_by_hand_with_fixed_timings(monkeypatch):
+    """drift = median(now / then) over the calibration nets (spnas/latency/drift.py's
+    documented definition), here with made-up timings: every net runs f_k times its
+    profiling-time latency, f = 1.00 1.01 1.02 1.03 1.20 1.25 1.30 1.31 1.32 1.50 -> median
+    (1.20 + 1.25) / 2 = 1.225 (the mean would be 1.214);
+    the model measures 5.0 ms, i.e. 5.0 / 1.225 = 4.0816... ms at profiling speed.
+    The profiling-time latency of net k is, by hand, ratio_k / scale * (constant +
+    sum of its layers' table entries, skip = 0), read from the table's JSON."""
+    import json
+    import types
+
+    import spnas.latency.drift as drift
+    from spnas.tables import shipped as tables
+    from spnas.tables.table import load_table
+
+    path = tables.path("embedded_cpu")
+    raw = json.load(open(path))
+    cal = raw.get("extra", raw)["calibration"]
+    then = []
+    for choices, ratio in zip(cal["archs"], cal["ratios"]):
+        exact = raw["constant_ms"] + sum(
+            raw["layers"][str(i)][c] for i, c in enumerate(choices)
+            if str(i) in raw["layers"] and c != "skip")
+        then.append(ratio / cal["scale"] * exact)
+    factors = [1.0, 1.01, 1.02, 1.03, 1.2, 1.25, 1.3, 1.31, 1.32, 1.5]
+    fake = [types.SimpleNamespace(min_ms=5.0)] + [
+        types.SimpleNamespace(min_ms=t * f) for t, f in zip(then, factors)]
+    monkeypatch.setattr(drift, "convert", lambda model: b"net")
+    monkeypatch.setattr(drift, "time_interleaved", lambda fbs, **kw: fake[: len(fbs)])
+    r = drift.measure_with_drift(b"model", load_table(path), embedded_space(), statistic="min")
+    assert r["n"] == 10 and r["measured_ms"] == 5.0
+    assert r["ratios"] == pytest.approx(factors, abs=1e-4)
+    assert r["drift"] == pytest.approx(1.225, rel=1e-9)
+    assert r["measured_ms_at_profiling_speed"] == pytest.approx(4.081633, rel=1e-6)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from spnas.configs_path import load_config
+from spnas.tables import resolve_table_path
 
 
 def test_pipeline_smoke(tmp_path, capsys):
@@ -29,7 +30,29 @@ def test_pipeline_smoke(tmp_path, capsys):
     assert saved["table_statistic"] in ("min", "p10", "median")
     assert saved["measured_ms"] == pytest.approx(saved[f"measured_ms_{saved['table_statistic']}"])
     assert 0 < saved["measured_ms_min"] <= saved["measured_ms_p10"] <= saved["measured_ms_median"]
-    assert 0 <= saved["top1"] <= 1 and saved["float_bytes"] > saved["int8_bytes"] > 0
+    assert saved["float_bytes"] > saved["int8_bytes"] > 0
+    trained_report = json.loads((tmp_path / "train_report.json").read_text())
+    exported_report = json.loads((tmp_path / "export_report.json").read_text())
+    # top-1 is the training run's, a count over its validation images.
+    assert saved["top1"] == trained_report["top1"]
+    hits = saved["top1"] * trained_report["eval_images"]
+    assert hits == pytest.approx(round(hits), abs=1e-3)
+    assert saved["int8_top1_agreement_pct"] == exported_report["int8"]["top1_agreement_pct"]
+    # The predictions recomputed by hand from the shipped smoke table (Eq. 10-12): constant
+    # + sum of the searchable layers' entries (skip = 0); the paper model's k3e3 is
+    # R_k5e3 * R_k3e6 / R_k5e6.
+    table = json.loads(open(resolve_table_path("smoke_cpu")).read())
+    exact = paper = table["constant_ms"]
+    for index, choice in enumerate(saved["layers"]):
+        row = table["layers"].get(str(index))
+        if row is None or choice == "skip":
+            continue
+        exact += row[choice]
+        paper += row["k5_e3"] * row["k3_e6"] / row["k5_e6"] if choice == "k3_e3" else row[choice]
+    assert saved["predicted_ms_exact"] == pytest.approx(exact, rel=1e-9)
+    assert saved["predicted_ms"] == pytest.approx(paper, rel=1e-9)
+    err = 100.0 * (exact / saved["measured_ms"] - 1.0)
+    assert f"{err:+.1f} %" in out
     assert "prediction error (exact vs measured)" in out and "pipeline_report.json" in out
     # One data section: the export read the training run's validation images.
     exported = json.loads((tmp_path / "export_report.json").read_text())

@@ -51,7 +51,7 @@ def test_validate_smoke_space(smoke, report, tmp_path):
     # The table's own settings: p10 statistic, 1 thread.
     assert report["settings"]["statistic"] == "p10" and report["settings"]["threads"] == 1
     assert report["settings"]["repeats"] == 20
-    measured, exact = [], []
+    measured, exact, paper = [], [], []
     for net in report["nets"]:
         validate_choices(space, net["choices"])
         assert net["predicted_exact_ms"] == pytest.approx(
@@ -61,7 +61,15 @@ def test_validate_smoke_space(smoke, report, tmp_path):
         assert net["measured_ms"] > 0
         measured.append(net["measured_ms"])
         exact.append(net["predicted_exact_ms"])
-    assert report["mape_exact"] == pytest.approx(error_metrics(exact, measured)["mape"])
+        paper.append(net["predicted_paper_ms"])
+    # RMSE / MAPE / within-5 % recomputed by hand from the per-net figures.
+    m = np.array(measured)
+    for model, pred in (("exact", np.array(exact)), ("paper", np.array(paper))):
+        rel = np.abs(pred - m) / m
+        assert report[f"rmse_ms_{model}"] == pytest.approx(np.sqrt(np.mean((pred - m) ** 2)))
+        assert report[f"mape_{model}"] == pytest.approx(100 * np.mean(rel))
+        assert report[f"within5_{model}"] == pytest.approx(100 * np.mean(rel <= 0.05))
+        assert report[f"within10_{model}"] == pytest.approx(100 * np.mean(rel <= 0.10))
     # Seeded: the networks are the first draws of the seed's generator.
     rng = np.random.default_rng(0)
     assert [x["choices"] for x in report["nets"]] == [sample_choices(space, rng) for _ in range(3)]

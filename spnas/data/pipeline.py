@@ -19,6 +19,7 @@ sources that are not file based (the embedded digits, path lists).
 from __future__ import annotations
 
 import logging
+import os
 
 import tensorflow as tf
 
@@ -130,6 +131,7 @@ def build_dataset(
     seed: int = 0,
     drop_remainder: bool | None = None,
     input_context: tf.distribute.InputContext | None = None,
+    skip_batches: int = 0,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Builds a batched input pipeline of (images, one-hot labels).
 
@@ -152,6 +154,10 @@ def build_dataset(
             known) for sources without a validation split.
         seed: seed of the held-out split, shuffling and augmentation.
         drop_remainder: drop the last partial batch; default ``training``.
+        skip_batches: training only: start the stream at this batch, as if that
+            many batches had been drawn (same shuffle, crops and flips). A resumed
+            run passes its global step, so it sees the batches an uninterrupted
+            run sees; the skipped elements are read but not decoded.
         input_context: given by ``strategy.distribute_datasets_from_function``:
             the elements are sharded at the source (each input pipeline decodes
             only its share), batches are per replica, and auto-sharding is off.
@@ -186,8 +192,10 @@ def build_dataset(
             f"{info.name} split {split!r} has {info.num_examples} examples, fewer than "
             f"batch_size={batch_size} with drop_remainder=True: it would yield no batch"
         )
+    if isinstance(skip_batches, bool) or not isinstance(skip_batches, int) or skip_batches < 0:
+        raise DatasetError(f"skip_batches must be an integer >= 0; got {skip_batches!r}")
     ds = _pipeline(source, batch_size, image_size, training, augment, on_corrupt, seed,
-                   drop_remainder, input_context)
+                   drop_remainder, input_context, skip_batches if training else 0)
     log.info(
         "%s/%s: %d examples, %d classes, batch %d, %dx%d, augment=%s, training=%s",
         info.name,
@@ -228,6 +236,7 @@ def _pipeline(
     seed: int,
     drop_remainder: bool,
     input_context: tf.distribute.InputContext | None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """The tf.data transformations shared by every source (see the module docstring)."""
     info = source.info
@@ -239,7 +248,8 @@ def _pipeline(
         # Stateless seeds from (seed, position in the stream): the same seed reproduces
         # the same crops and flips, and every epoch gets new ones. Even positions seed
         # the per-element crops, odd ones the per-batch flips.
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+        skip = skip_batches * batch_size  # elements, before any decoding
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).skip(skip)
     # Input pipelines of a distributed run must not draw the same crops and flips.
     pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
     base_seed = tf.constant(seed ^ (pipeline_id << 32), tf.int64)
@@ -278,7 +288,7 @@ def _pipeline(
         return (images - mean) / std, tf.one_hot(labels, num_classes, dtype=tf.float32)
 
     if training:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter(start=skip_batches)))
         ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda *batch: finish(batch), num_parallel_calls=tf.data.AUTOTUNE)
@@ -289,4 +299,7 @@ def _pipeline(
         if input_context is None
         else tf.data.experimental.AutoShardPolicy.OFF
     )
+    # The input pipeline's own threads: with deterministic execution the training step
+    # gets one inter-op thread (spnas/train/distribute.py), which tf.data would share.
+    options.threading.private_threadpool_size = os.cpu_count() or 2
     return ds.with_options(options)

@@ -57,6 +57,14 @@ class SearchSchedule(keras.callbacks.Callback):
         runtime = float(keras.ops.convert_to_numpy(self.supernet.runtime_ms()))
         return self.controller.next_lambda(current, runtime, first=step == self.warmup_steps), 1.0
 
+    def checkpoint_state(self) -> dict:
+        """What a resumed run needs besides the model: the controller's last error."""
+        return {"last_error": getattr(self.controller, "_last_error", None)}
+
+    def restore_state(self, state: dict) -> None:
+        if self.controller is not None:
+            self.controller._last_error = state.get("last_error")
+
     def on_train_begin(self, logs=None):
         self.on_train_batch_begin(0)
 

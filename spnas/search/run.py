@@ -25,14 +25,16 @@ from spnas.search.target import (
     LambdaController,
     SearchConfigError,
     budget_verdict,
+    closest_decisions,
     decode_at_budget,
+    with_margins,
 )
 from spnas.space import SearchSpace
 from spnas.tables.runtime_model import BoundTable, bind
 from spnas.tables.shipped import resolve as resolve_table_path
 from spnas.tables.table import load_table
 from spnas.train import recipe
-from spnas.train.runner import TqdmProgress
+from spnas.train.runner import TqdmProgress, checkpoint_step
 
 __all__ = ["SearchConfigError", "run", "space_from_config", "load_search_table", "summary_lines"]
 
@@ -140,7 +142,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
           f"({int(lengths.per_epoch)}/epoch), warm-up {warmup_steps}; table {table.device!r} "
           f"({lo:.3f}-{hi:.3f} ms reachable); "
           + (f"target {target_ms:g} ms" if target_ms else f"lambda {config.lambda_:g}"))
-    _, seconds = recipe.fit(model, data.train, lengths.total, os.path.join(workdir, "checkpoints"),
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    resumed_from = checkpoint_step(ckpt_dir)
+    _, seconds = recipe.fit(model, data, lengths.total, ckpt_dir,
                             config, callbacks, closing)
     choices, budget = _decode(config, model, space, table, target_ms)
     # Indicator dropout during the warm-up leaves BN moving statistics that a
@@ -161,7 +165,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
             "seconds": round(seconds, 1),
             "replicas": strategy.num_replicas_in_sync,
         },
-        decisions=model.decisions(),
+        reproducibility=recipe.reproducibility(config, strategy, resumed_from),
+        decisions=with_margins(model.decisions()),
         config=config.to_dict(),
     )
     if target_ms is not None:
@@ -188,6 +193,11 @@ def _print_result(workdir: str, space: SearchSpace, choices: list[str], table: B
                   f"{', '.join(map(str, budget['changed_layers']))} (the plain decode predicts "
                   f"{budget['unshifted_predicted_ms']:.3f} ms)")
         print(arch["target"]["message"])
+    close = closest_decisions(arch["decisions"])
+    if close:
+        print("closest decisions (relative margin (norm - t) / norm; near 0 = a hair from "
+              "flipping): " + ", ".join(f"layer {c['layer']} {c['indicator']} {c['margin']:+.2%}"
+                                         for c in close))
     print(f"supernet validation accuracy (EMA weights): {val['accuracy']:.4f}; "
           f"search took {seconds:.0f} s")
     print(f"arch.json: {os.path.join(workdir, 'arch.json')}")

@@ -100,7 +100,7 @@ def budget_verdict(predicted_ms: float, target_ms: float, tolerance: float) -> d
             "tolerance_pct": 100 * tolerance, "within_tolerance": ok, "message": message}
 
 
-def _relative_margins(decisions: Sequence[dict]) -> dict[tuple[int, str], float]:
+def relative_margins(decisions: Sequence[dict]) -> dict[tuple[int, str], float]:
     """(layer index, indicator) -> (norm - t) / norm: > 0 on, < 0 off, 1 when t = 0."""
     out = {}
     for d in decisions:
@@ -110,6 +110,28 @@ def _relative_margins(decisions: Sequence[dict]) -> dict[tuple[int, str], float]
             norm, t = float(d[norm_key]), float(d[t_key])
             out[(int(d["index"]), name)] = (norm - t) / norm if norm > 0 else -math.inf
     return out
+
+
+def with_margins(decisions: Sequence[dict]) -> list[dict]:
+    """The decisions with each indicator's relative margin ``(norm - t) / norm`` added
+    (``margin5x5``, ``margin100c``, ``margin50c``): how close it came to flipping."""
+    margins = relative_margins(decisions)
+    out = []
+    for d in decisions:
+        d = dict(d)
+        for name in INDICATORS:
+            key = (int(d["index"]), name)
+            d["margin" + name[1:]] = margins.get(key)
+        out.append(d)
+    return out
+
+
+def closest_decisions(decisions: Sequence[dict], k: int = 3) -> list[dict]:
+    """The ``k`` indicators nearest their thresholds (smallest |relative margin|)."""
+    margins = relative_margins(decisions)
+    rows = [{"layer": i, "indicator": name, "margin": m}
+            for (i, name), m in margins.items() if math.isfinite(m)]
+    return sorted(rows, key=lambda r: abs(r["margin"]))[:k]
 
 
 def decode_at_budget(
@@ -140,7 +162,7 @@ def decode_at_budget(
       ``unshifted_predicted_ms``.
     """
     bound = bind(table, space, strict_table)  # no-op for a table bound to this space
-    margins = _relative_margins(decisions)
+    margins = relative_margins(decisions)
     by_index = {int(d["index"]): d for d in decisions}
 
     def choices_at(shift: float) -> list[str]:

@@ -29,8 +29,8 @@ from spnas.space import BN_EPSILON, BN_MOMENTUM, LayerSpec
 from spnas.superkernel.layer import SuperkernelDepthwiseConv
 
 __all__ = [
-    "CONV_INIT",
-    "SUPERKERNEL_INIT",
+    "conv_init",
+    "superkernel_init",
     "Composite",
     "MBConv",
     "SearchableMBConv",
@@ -38,17 +38,34 @@ __all__ = [
     "training_kwargs",
 ]
 
-# MnasNet's TPU code initialises convolutions with a fan-out normal.
-CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
-# The superkernel instead uses a fan-in normal over all its channels (Keras' fan_in
-# of a (5, 5, C, 1) kernel is 25 C), so every masked group starts with an L2 norm
-# near 1 whatever C is. With MnasNet's fan-out init (std sqrt(2/25)) the norms
-# start near 0.3 sqrt(16 C), i.e. 10-30, and the sigmoid gradient that reaches the
-# thresholds (initialised at 0) is ~e^-10: the decisions would freeze. BN right
-# after the depthwise conv makes the kernel's scale irrelevant to the function.
-SUPERKERNEL_INIT = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_in", distribution="untruncated_normal"
-)
+def conv_init() -> keras.initializers.Initializer:
+    """MnasNet's init of convolutions (its TPU code): a fan-out normal.
+
+    A new initializer for every weight, made when the layer is made. A Keras 3
+    initializer draws its seed when it is created and then gives the same values
+    for the same shape at every call, so one module-level instance would give every
+    same-shaped conv identical weights, from a seed drawn at import time, before
+    ``keras.utils.set_random_seed`` (another net per process). Made here, after the
+    run has set its seed, each weight gets its own seed, and a seed reproduces the
+    net.
+    """
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def superkernel_init() -> keras.initializers.Initializer:
+    """The superkernel's init: a fan-in normal over all its channels (a new one per
+    weight, see :func:`conv_init`).
+
+    Keras' fan_in of a (5, 5, C, 1) kernel is 25 C, so every masked group starts
+    with an L2 norm near 1 whatever C is. With MnasNet's fan-out init (std
+    sqrt(2/25)) the norms start near 0.3 sqrt(16 C), i.e. 10-30, and the sigmoid
+    gradient that reaches the thresholds (initialised at 0) is ~e^-10: the decisions
+    would freeze. BN right after the depthwise conv makes the kernel's scale
+    irrelevant to the function.
+    """
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_in", distribution="untruncated_normal")
 
 
 def training_kwargs(training) -> dict:
@@ -96,7 +113,7 @@ class Composite(keras.layers.Layer):
         """Bias-free conv with MnasNet's init (``same`` padding where kernel > 1)."""
         return layers.Conv2D(
             filters, kernel, strides=strides, padding="same" if kernel > 1 else "valid",
-            use_bias=False, kernel_initializer=CONV_INIT, kernel_regularizer=self._reg,
+            use_bias=False, kernel_initializer=conv_init(), kernel_regularizer=self._reg,
             name=self.sub_name(name),
         )
 
@@ -213,12 +230,12 @@ class SearchableMBConv(Composite):
         if self.searchable:
             return SuperkernelDepthwiseConv(
                 strides=self.strides, allow_skip=self.allow_skip, runtimes=self.runtimes,
-                kernel_initializer=SUPERKERNEL_INIT, kernel_regularizer=self._reg,
+                kernel_initializer=superkernel_init(), kernel_regularizer=self._reg,
                 name=self.sub_name("conv_dw"),
             )
         return layers.DepthwiseConv2D(
             self.kernel_size, strides=self.strides, padding="same", use_bias=False,
-            depthwise_initializer=CONV_INIT, depthwise_regularizer=self._reg,
+            depthwise_initializer=conv_init(), depthwise_regularizer=self._reg,
             name=self.sub_name("conv_dw"),
         )
 

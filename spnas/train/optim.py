@@ -7,7 +7,8 @@ wrecks the initial weights (we saw the search's CE climb to 16 in its first
 steps); from 1 they are ``lr * g``. :class:`MnasRMSprop` starts at 1.
 
 MnasNet uses ``tf.train.ExponentialMovingAverage(0.9999, num_updates=step)``,
-whose decay is ``min(0.9999, (1 + n) / (10 + n))``: without that warm-up a
+whose shadows start at the variables' values and whose decay is
+``min(0.9999, (1 + n) / (10 + n))``: without that warm-up a
 0.9999 average of a short run stays at the initial weights. Keras' built-in
 EMA has no warm-up and overwrites the model with the average at the end of
 every ``fit`` call; here the average is kept apart and swapped in explicitly
@@ -43,6 +44,13 @@ class MnasRMSprop(keras.optimizers.RMSprop):
         for velocity in self._velocities:
             if velocity is not None:
                 velocity.assign(ops.ones(velocity.shape, velocity.dtype))
+        if self.use_ema:
+            # TF1's ExponentialMovingAverage starts each shadow at the variable's value;
+            # Keras starts its averages at 0, which the first average (decay 0.1 at
+            # step 0) would carry as 0.9 w1 instead of 0.1 w0 + 0.9 w1.
+            for var, average in zip(var_list, self._model_variables_moving_average):
+                if average is not None:
+                    average.assign(var)
 
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self.use_ema:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import math
+import platform
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
@@ -32,7 +34,7 @@ import ml_collections
 
 from spnas.data import DatasetInfo, build_dataset, dataset_info
 from spnas.errors import UserError
-from spnas.train.distribute import get_strategy
+from spnas.train.distribute import enable_determinism, get_strategy
 from spnas.train.optim import MnasRMSprop, ema_weights
 from spnas.train.precise_bn import recalibrate_batch_norm
 from spnas.train.runner import run_fit
@@ -60,11 +62,12 @@ class Lengths(NamedTuple):
 class Datasets:
     """The training and evaluation pipelines of one data section."""
 
-    train: Any  # tf.data.Dataset, shuffled, repeated, augmented
+    train: Any  # tf.data.Dataset, shuffled, repeated, augmented (from its first batch)
     eval: Any  # tf.data.Dataset, one deterministic pass
     info: DatasetInfo  # of the train split
     eval_info: DatasetInfo
     eval_split: str
+    train_from: Any = None  # step -> a new training stream from that batch on (resumes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,15 +106,40 @@ def start(config: ml_collections.ConfigDict, seed_first: bool = False):
     logical devices, which TensorFlow allows only before it starts. The order
     of seeding and starting TensorFlow decides the initial weights: the search
     seeds first (``seed_first``), the trainer after (each as it always has, so
-    that a seed reproduces earlier runs).
+    that a seed reproduces earlier runs). ``execution.deterministic`` (default)
+    turns on deterministic kernels first.
     """
     ex = config.execution
+    if ex.get("deterministic", True):
+        enable_determinism()
     if seed_first:
         keras.utils.set_random_seed(int(config.seed))
     strategy = get_strategy(ex.strategy, ex.tpu, int(ex.cpu_replicas))
     if not seed_first:
         keras.utils.set_random_seed(int(config.seed))
     return strategy
+
+
+def reproducibility(config: ml_collections.ConfigDict, strategy, resumed_from_step: int = 0) -> dict:
+    """What a run's result rests on, for arch.json and train_report.json: the seed,
+    deterministic kernels on or off, backend, library versions and replicas. Two runs
+    that agree on all of it give the same result on one machine."""
+
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "seed": int(config.seed),
+        "deterministic": bool(config.execution.get("deterministic", True)),
+        "backend": keras.backend.backend(),
+        "versions": {"python": platform.python_version(),
+                     **{p: version(p) for p in ("spnas", "tensorflow", "keras", "jax", "numpy")}},
+        "replicas": int(strategy.num_replicas_in_sync),
+        "resumed_from_step": int(resumed_from_step),
+    }
 
 
 def schedule_lengths(
@@ -153,13 +181,22 @@ def build_datasets(
 ) -> Datasets:
     """Training and evaluation pipelines of ``config.data`` at ``image_size``."""
     data, kw = config.data, data_kwargs(config)
-    train, info = build_dataset(data.dataset, "train", int(config.schedule.batch_size),
-                                image_size, training=True, augment=data.augment,
-                                on_corrupt=data.on_corrupt, **kw)
+
+    def train_from(start: int = 0):
+        ds, info = build_dataset(data.dataset, "train", int(config.schedule.batch_size),
+                                 image_size, training=True, augment=data.augment,
+                                 on_corrupt=data.on_corrupt, skip_batches=int(start), **kw)
+        return ds, info
+
+    train, info = train_from(0)
     evalset, eval_info = build_dataset(data.dataset, eval_split, eval_batch_size(config.schedule),
                                        image_size, training=False, on_corrupt=data.on_corrupt,
                                        **kw)
-    return Datasets(train, evalset, info, eval_info, eval_split)
+    # A fresh pipeline for every use: iterating one seeded, reshuffling dataset a
+    # second time gives another order, so a resumed run (whose fit starts on a new
+    # pipeline) would recalibrate BN on other batches than an uninterrupted one.
+    return Datasets(train, evalset, info, eval_info, eval_split,
+                    train_from=lambda start: train_from(start)[0])
 
 
 def learning_rate(schedule: ml_collections.ConfigDict, lengths: Lengths) -> MnasNetSchedule:
@@ -212,12 +249,17 @@ def fit(model: keras.Model, dataset, total_steps: int, checkpoint_dir: str,
     """Trains up to ``total_steps`` (resuming from ``checkpoint_dir``); closes the
     loggers and progress bars in ``closing`` whatever happens.
 
+    ``dataset`` is a :class:`Datasets` (each ``fit`` call then starts the training
+    stream at the current global step: a resumed run sees the batches an
+    uninterrupted one sees), or a plain training dataset.
+
     Returns:
       The final global step and the seconds this call trained.
     """
     t0 = time.time()
     try:
-        steps = run_fit(model, dataset, total_steps, checkpoint_dir,
+        stream = dataset.train_from if isinstance(dataset, Datasets) else dataset
+        steps = run_fit(model, stream, total_steps, checkpoint_dir,
                         int(config.execution.checkpoint_every), list(callbacks))
     finally:
         for c in closing:
@@ -241,7 +283,8 @@ def ema_evaluation(model: keras.Model, datasets: Datasets, bn_batches: int, *,
         if bn_batches > 0:
             if moving_stats:
                 before = model.evaluate(datasets.eval, verbose=0, return_dict=True)
-            recalibrate_batch_norm(model, datasets.train, bn_batches)
+            stream = datasets.train_from(0) if datasets.train_from else datasets.train
+            recalibrate_batch_norm(model, stream, bn_batches)
         result = model.evaluate(datasets.eval, verbose=0, return_dict=True,
                                 callbacks=list(callbacks) if callbacks else None)
         yield EmaEvaluation(result, before, max(0, int(bn_batches)))

@@ -134,7 +134,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, arch: ArchLike | None =
         f"({lengths.per_epoch:.2f}/epoch), warm-up {s.warmup_epochs:g} epochs, peak lr {s.lr:g}"
         + (f"; resuming at step {resumed_from}" if resumed_from else "")
     )
-    steps, seconds = recipe.fit(model, data.train, lengths.total, ckpt_dir, config,
+    steps, seconds = recipe.fit(model, data, lengths.total, ckpt_dir, config,
                                 [logger, tensorboard, progress], closing=(progress, logger))
     with recipe.ema_evaluation(model, data, int(s.bn_recalibration_batches), moving_stats=True,
                                callbacks=[tensorboard]) as ev:
@@ -143,6 +143,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, arch: ArchLike | None =
     save_model_atomic(final, os.path.join(workdir, MODEL_FILE))
     report = _report(config, prepared, plan, data, ev, steps, lengths, seconds, resumed_from,
                      strategy.num_replicas_in_sync)
+    report["reproducibility"] = recipe.reproducibility(config, strategy, resumed_from)
     atomic_write_json(os.path.join(workdir, REPORT_FILE), report)
     _print_result(report, plan, workdir)
     return report

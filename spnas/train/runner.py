@@ -6,6 +6,12 @@ any point and started again with the same command restores the last chunk and
 continues at the same global step, so it finishes with the same step count.
 Keras' BackupAndRestore restores whole epochs only and overwrites in place,
 hence this small runner.
+
+A resumed run continues the uninterrupted one exactly: besides the weights and
+the optimizer state (EMA included), the checkpoint holds the state of every
+random-number generator of the model (indicator dropout, dropout; Keras does not
+save them with the weights), and each ``fit`` call gets the training stream from
+the current global step on (``dataset`` may be a function of the start step).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import math
 import os
 import sys
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,16 +41,59 @@ def _step(model) -> int:
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
-def save_checkpoint(model: keras.Model, directory: str) -> int:
-    """Saves weights + optimizer state atomically; returns the global step."""
+def seed_generators(model: keras.Model) -> list:
+    """Every ``keras.random.SeedGenerator`` of the model, in a stable order."""
+    out, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for sg in getattr(layer, "_seed_generators", ()):
+            if id(sg) not in seen:
+                seen.add(id(sg))
+                out.append(sg)
+    return out
+
+
+def _seed_states(model: keras.Model) -> list[list[int]]:
+    return [[int(x) for x in keras.ops.convert_to_numpy(sg.state)] for sg in seed_generators(model)]
+
+
+def checkpoint_step(directory: str) -> int:
+    """The global step of the checkpoint in ``directory`` (0 when there is none)."""
+    meta = os.path.join(directory, CKPT_META)
+    if not os.path.exists(os.path.join(directory, CKPT_WEIGHTS)) or not os.path.exists(meta):
+        return 0
+    with open(meta) as f:
+        return int(json.load(f).get("step", 0))
+
+
+def save_checkpoint(model: keras.Model, directory: str, callbacks: list | None = None) -> int:
+    """Saves weights, optimizer and random-generator state atomically; returns the step.
+
+    Callbacks with ``checkpoint_state() -> dict`` (JSON-able) have it saved too
+    (e.g. the latency-target controller's last error) and get it back through
+    ``restore_state(dict)`` when :func:`run_fit` resumes.
+    """
     os.makedirs(directory, exist_ok=True)
     final = os.path.join(directory, CKPT_WEIGHTS)
     tmp = os.path.join(directory, "ckpt-partial.weights.h5")
     model.save_weights(tmp, overwrite=True)
     os.replace(tmp, final)
     step = _step(model)
-    atomic_write_json(os.path.join(directory, CKPT_META), {"step": step})
+    states = {type(c).__name__: c.checkpoint_state() for c in callbacks or ()
+              if hasattr(c, "checkpoint_state")}
+    atomic_write_json(os.path.join(directory, CKPT_META),
+                      {"step": step, "seed_states": _seed_states(model), "callbacks": states})
     return step
+
+
+def _restore_callback_states(directory: str, callbacks: list) -> None:
+    meta = os.path.join(directory, CKPT_META)
+    if not os.path.exists(meta):
+        return
+    with open(meta) as f:
+        states = json.load(f).get("callbacks") or {}
+    for c in callbacks:
+        if hasattr(c, "restore_state") and type(c).__name__ in states:
+            c.restore_state(states[type(c).__name__])
 
 
 def restore_checkpoint(model: keras.Model, directory: str) -> int:
@@ -56,6 +106,13 @@ def restore_checkpoint(model: keras.Model, directory: str) -> int:
     model.load_weights(path)
     step = _step(model)
     meta = os.path.join(directory, CKPT_META)
+    if os.path.exists(meta):
+        with open(meta) as f:
+            states = json.load(f).get("seed_states")
+        generators = seed_generators(model)
+        if states is not None and len(states) == len(generators):
+            for sg, state in zip(generators, states):
+                sg.state.assign(np.asarray(state, dtype=sg.state.dtype))
     if step == 0 and os.path.exists(meta):
         # Keras only warns when the saved optimizer state does not fit this optimizer
         # (another ema_decay, a float learning rate instead of a schedule, ...) and
@@ -72,9 +129,10 @@ def restore_checkpoint(model: keras.Model, directory: str) -> int:
 
 
 class _ChunkCheckpoint(keras.callbacks.Callback):
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, callbacks: list):
         super().__init__()
         self.directory = directory
+        self.callbacks = callbacks  # whose checkpoint_state() is saved with the weights
 
     def on_epoch_end(self, epoch, logs=None):
         # The last update may have blown the weights up although its loss was finite:
@@ -84,7 +142,7 @@ class _ChunkCheckpoint(keras.callbacks.Callback):
                 raise TrainingDivergedError(
                     f"weight {v.path} became non-finite at step {_step(self.model)}"
                 )
-        save_checkpoint(self.model, self.directory)
+        save_checkpoint(self.model, self.directory, self.callbacks)
 
 
 class _NanGuard(keras.callbacks.Callback):
@@ -130,13 +188,17 @@ class TqdmProgress(keras.callbacks.Callback):
 
 def run_fit(
     model: keras.Model,
-    dataset,
+    dataset: Any,
     total_steps: int,
     checkpoint_dir: str,
     checkpoint_every: int,
     callbacks: list | None = None,
 ) -> int:
     """Trains ``model`` (compiled) up to ``total_steps`` global steps, resumably.
+
+    ``dataset`` is the (repeated) training dataset, or a function of the global
+    step it must start at: every ``fit`` call then starts where an uninterrupted
+    run would be, so a resumed run trains on the same batches.
 
     Returns:
       The final global step (== total_steps).
@@ -156,19 +218,25 @@ def run_fit(
               "trained. Remove that folder (or use another workdir) to start over.",
               file=sys.stderr)
         return step
+    def at(start: int):
+        return dataset(start) if callable(dataset) else dataset
+
     chunk = max(1, min(int(checkpoint_every), total_steps))
-    callbacks = [_NanGuard(), *(callbacks or []), _ChunkCheckpoint(checkpoint_dir)]
+    callbacks = list(callbacks or [])
+    if step > 0:
+        _restore_callback_states(checkpoint_dir, callbacks)
+    callbacks = [_NanGuard(), *callbacks, _ChunkCheckpoint(checkpoint_dir, callbacks)]
     full_chunks = total_steps // chunk
     try:
         # Checkpoints fall on chunk boundaries; a step off the grid (checkpoint_every
         # changed between runs) goes straight to the step-exact tail below.
         if step % chunk == 0 and step // chunk < full_chunks:
-            model.fit(dataset, epochs=full_chunks, initial_epoch=step // chunk,
+            model.fit(at(step), epochs=full_chunks, initial_epoch=step // chunk,
                       steps_per_epoch=chunk, callbacks=callbacks, verbose=0, shuffle=False)
         step = _step(model)
         remaining = total_steps - step
         if remaining > 0:
-            model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=callbacks,
+            model.fit(at(step), epochs=1, steps_per_epoch=remaining, callbacks=callbacks,
                       verbose=0, shuffle=False)
     except TrainingDivergedError as e:
         last = None
