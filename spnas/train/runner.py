@@ -56,13 +56,20 @@ def _seed_states(model: keras.Model) -> list[list[int]]:
     return [[int(x) for x in keras.ops.convert_to_numpy(sg.state)] for sg in seed_generators(model)]
 
 
+def _read_meta(directory: str) -> dict:
+    """The checkpoint's ``ckpt.json`` (step, seed states, callback states); {} if none."""
+    meta = os.path.join(directory, CKPT_META)
+    if not os.path.exists(meta):
+        return {}
+    with open(meta) as f:
+        return json.load(f)
+
+
 def checkpoint_step(directory: str) -> int:
     """The global step of the checkpoint in ``directory`` (0 when there is none)."""
-    meta = os.path.join(directory, CKPT_META)
-    if not os.path.exists(os.path.join(directory, CKPT_WEIGHTS)) or not os.path.exists(meta):
+    if not os.path.exists(os.path.join(directory, CKPT_WEIGHTS)):
         return 0
-    with open(meta) as f:
-        return int(json.load(f).get("step", 0))
+    return int(_read_meta(directory).get("step", 0))
 
 
 def save_checkpoint(model: keras.Model, directory: str, callbacks: list | None = None) -> int:
@@ -86,11 +93,7 @@ def save_checkpoint(model: keras.Model, directory: str, callbacks: list | None =
 
 
 def _restore_callback_states(directory: str, callbacks: list) -> None:
-    meta = os.path.join(directory, CKPT_META)
-    if not os.path.exists(meta):
-        return
-    with open(meta) as f:
-        states = json.load(f).get("callbacks") or {}
+    states = _read_meta(directory).get("callbacks") or {}
     for c in callbacks:
         if hasattr(c, "restore_state") and type(c).__name__ in states:
             c.restore_state(states[type(c).__name__])
@@ -105,20 +108,17 @@ def restore_checkpoint(model: keras.Model, directory: str) -> int:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(path)
     step = _step(model)
-    meta = os.path.join(directory, CKPT_META)
-    if os.path.exists(meta):
-        with open(meta) as f:
-            states = json.load(f).get("seed_states")
-        generators = seed_generators(model)
-        if states is not None and len(states) == len(generators):
-            for sg, state in zip(generators, states):
-                sg.state.assign(np.asarray(state, dtype=sg.state.dtype))
-    if step == 0 and os.path.exists(meta):
+    meta = _read_meta(directory)
+    states = meta.get("seed_states")
+    generators = seed_generators(model)
+    if states is not None and len(states) == len(generators):
+        for sg, state in zip(generators, states):
+            sg.state.assign(np.asarray(state, dtype=sg.state.dtype))
+    if step == 0:
         # Keras only warns when the saved optimizer state does not fit this optimizer
         # (another ema_decay, a float learning rate instead of a schedule, ...) and
         # leaves it at step 0: the run would silently start over.
-        with open(meta) as f:
-            saved = json.load(f).get("step", 0)
+        saved = meta.get("step", 0)
         if saved > 0:
             raise ValueError(
                 f"The checkpoint in {directory} (step {saved}) has optimizer state that does "
@@ -239,11 +239,7 @@ def run_fit(
             model.fit(at(step), epochs=1, steps_per_epoch=remaining, callbacks=callbacks,
                       verbose=0, shuffle=False)
     except TrainingDivergedError as e:
-        last = None
-        meta = os.path.join(checkpoint_dir, CKPT_META)
-        if os.path.exists(meta):
-            with open(meta) as f:
-                last = json.load(f).get("step")
+        last = _read_meta(checkpoint_dir).get("step")
         where = (f"the last good checkpoint (step {last}) is kept in {checkpoint_dir}"
                  if last is not None else "no checkpoint had been written yet")
         raise TrainingDivergedError(
