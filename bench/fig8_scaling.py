@@ -11,8 +11,10 @@ converts the EMA model to a float TFLite flatbuffer
 LiteRT interpreter (:func:`spnas.export.litert.measure_latency`, batch 1).
 
 Families: ``searched`` (the arch.json given with ``--arch``, or the paper's
-Pixel 1 net ``spnas_pixel1`` without it) at each width, and MobileNetV2 at the
-same widths (registry ``mobilenetv2_035/050/075/100/130/140``). Latency rounds
+Pixel 1 net ``spnas_pixel1`` without it) at each width, and MobileNetV2 and
+MnasNet-B1 (the paper's Fig. 8 curves) at the same widths (registry
+``mobilenetv2_035/050/075/100/130/140``, ``mnasnet_b1_050/075/-/130/140``).
+``bench/table1.py`` draws the same curves on its CIFAR-10 setting. Latency rounds
 alternate over all models so that other processes' load falls on all of them
 alike. Writes ``fig8_scaling.png`` and ``fig8_scaling.json`` in ``--out``;
 every trained model stays in ``--out/runs/<name>`` (a rerun reuses finished
@@ -51,7 +53,15 @@ MOBILENETV2_WIDTHS = {
     1.3: "mobilenetv2_130",
     1.4: "mobilenetv2_140",
 }
-FAMILIES = ("searched", "mobilenetv2")
+MNASNET_WIDTHS = {
+    0.5: "mnasnet_b1_050",
+    0.75: "mnasnet_b1_075",
+    1.0: "mnasnet_b1",
+    1.3: "mnasnet_b1_130",
+    1.4: "mnasnet_b1_140",
+}
+BASELINE_WIDTHS = {"mobilenetv2": MOBILENETV2_WIDTHS, "mnasnet": MNASNET_WIDTHS}
+FAMILIES = ("searched", "mobilenetv2", "mnasnet")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,20 +109,14 @@ def model_specs(args: argparse.Namespace) -> list[dict]:
         tag = f"{int(round(w * 100)):03d}"
         if "searched" in families:
             specs.append(dict(family="searched", name=f"searched_{tag}", arch=searched, width=w))
-        if "mobilenetv2" in families:
-            if w not in MOBILENETV2_WIDTHS:
-                raise SystemExit(
-                    f"fig8_scaling: no MobileNetV2 of width {w} in the registry "
-                    f"(have {sorted(MOBILENETV2_WIDTHS)})"
-                )
-            specs.append(
-                dict(
-                    family="mobilenetv2",
-                    name=MOBILENETV2_WIDTHS[w],
-                    arch=MOBILENETV2_WIDTHS[w],
-                    width=w,
-                )
-            )
+        for family, names in BASELINE_WIDTHS.items():
+            if family not in families:
+                continue
+            if w not in names:  # the paper's Fig. 8 has no MnasNet at 0.35 either
+                print(f"fig8_scaling: no {family} of width {w} in the registry "
+                      f"(have {sorted(names)}); skipped", flush=True)
+                continue
+            specs.append(dict(family=family, name=names[w], arch=names[w], width=w))
     return specs
 
 
@@ -218,6 +222,7 @@ def plot(points: list[dict], path: str, title: str, searched_label: str) -> None
     styles = {
         "searched": dict(color="tab:red", marker="o", label=searched_label),
         "mobilenetv2": dict(color="tab:blue", marker="s", label="MobileNetV2"),
+        "mnasnet": dict(color="tab:green", marker="^", label="MnasNet-B1"),
     }
     for family, style in styles.items():
         fam = sorted((p for p in points if p["family"] == family), key=lambda p: p["latency_ms"])

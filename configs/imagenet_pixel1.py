@@ -40,6 +40,8 @@ def get_config(arg=None):
     # 3,750 steps after the warm-up refresh the BN statistics.
     c.schedule.bn_recalibration_batches = 0
     c.lambda_ = 0.020
+    c.target_ms = 0.0  # the paper's fixed-lambda run
+    c.superkernel_init = "fan_out"  # the release's MnasNet conv init
     c.execution.strategy = "tpu"
     c.execution.checkpoint_every = 1000
     c.execution.log_every = 100

@@ -342,6 +342,27 @@ def embedded_space(num_classes: int = 10) -> SearchSpace:
     )
 
 
+# The paper's downsampling with the stem stride removed: on 32x32 images the layers see
+# 32, 16, 8, 4, 4, 2, 2 pixels (ImageNet 224: 112 ... 7). Measured on 2 CPU cores
+# (batch 64, width 0.5): 160-260 ms per training step, like the embedded layout's
+# stride-2 stem (150-250 ms) but keeping the first layer at full resolution; the
+# CIFAR-standard stride-1 layout that ends at 4x4 (strides 1,1,2,2,1,2,1) cost
+# 465-935 ms, too slow for a CPU Table 1 (bench/README.md, "Table 1").
+CIFAR_BLOCK_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+
+
+def cifar_space(num_classes: int = 10, width: float = 0.5) -> SearchSpace:
+    """The paper's 22-layer space for 32x32 images (CIFAR-10): stem stride 1, the
+    paper's block strides (:data:`CIFAR_BLOCK_STRIDES`), width 0.5."""
+    return SearchSpace(
+        input_size=32,
+        width=width,
+        stem_stride=1,
+        block_strides=CIFAR_BLOCK_STRIDES,
+        num_classes=num_classes,
+    )
+
+
 SMOKE_BLOCK_STRINGS = (
     "r1_k3_s11_e1_i32_o16_noskip",
     "r2_k5_s22_e6_i16_o24",
@@ -431,11 +452,11 @@ def sample_choices(space: SearchSpace, rng: Any, options: list[tuple[str, ...]] 
 
 # --- Spaces by name --------------------------------------------------------------------
 
-SPACE_NAMES = ("paper", "embedded", "smoke")
+SPACE_NAMES = ("paper", "embedded", "cifar10", "smoke")
 
 
 def resolve_space(spec: str) -> SearchSpace:
-    """``paper``, ``embedded``, ``smoke`` or a JSON file of a space dict (or an arch.json).
+    """``paper``, ``embedded``, ``cifar10``, ``smoke`` or a JSON file of a space dict (or an arch.json).
 
     Raises:
       FileNotFoundError: the file does not exist.
@@ -445,6 +466,8 @@ def resolve_space(spec: str) -> SearchSpace:
         return SearchSpace()
     if spec == "embedded":
         return embedded_space()
+    if spec == "cifar10":
+        return cifar_space()
     if spec == "smoke":
         return smoke_space()
     if not spec.endswith(".json"):

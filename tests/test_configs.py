@@ -10,7 +10,8 @@ import pytest
 from spnas.configs_path import load_config
 
 SHIPPED = ("default.py", "smoke.py", "pixel1_proxy.py", "imagenet_pixel1.py",
-           "train_default.py", "imagenet_train.py", "export_default.py")
+           "train_default.py", "imagenet_train.py", "export_default.py", "cifar10.py",
+           "cifar10_train.py")
 SECTIONS = ("data", "schedule", "execution")
 
 
@@ -108,3 +109,26 @@ def test_constants_match_the_library():
     assert export_default.NUM_EVAL == DEFAULT_NUM_EVAL
     assert (export_default.WARMUP, export_default.REPEATS) == (litert.DEFAULT_WARMUP,
                                                                 litert.DEFAULT_REPEATS)
+
+
+def test_cifar10_configs_bind_their_shipped_table_and_aim_inside_it():
+    from spnas.search.run import load_search_table, space_from_config
+    from spnas.space import cifar_space
+
+    c = load_config("cifar10.py")
+    space = space_from_config(c, 10)
+    assert space == cifar_space()
+    assert [spec.input_hw for spec in space.layers()][1:22:4] == [32, 16, 8, 4, 4, 2]
+    table = load_search_table(c, space)  # strict: profiled on this very space
+    lo, hi = table.range_ms()
+    assert lo < c.target_ms < hi
+    assert c.data.augment == "cifar" and c.superkernel_init == "fan_in"
+    assert c.schedule.lr_decay_epochs == pytest.approx(2.4)  # the search's own decay
+    t = load_config("cifar10_train.py")
+    assert t.data.augment == "cifar" and t.fallback_arch == "mobilenetv2_cifar"
+    # The training schedule's decay period scales with its epochs: the paper's
+    # 350-epoch decay (0.97 ** (350 / 2.4)) whatever the length.
+    for epochs in (100.0, 3.0):
+        t.schedule.epochs = epochs
+        assert epochs / t.schedule.lr_decay_epochs == pytest.approx(350 / 2.4)
+    assert load_config("imagenet_pixel1.py").superkernel_init == "fan_out"

@@ -130,3 +130,32 @@ def test_flip_and_none(jpegs):
     assert flips == {image.numpy().astype(np.float32).tobytes(), mirrored}
     with pytest.raises(ValueError, match="seed"):
         preprocess_image(image, image_size=32, training=True, augment="flip", encoded=False)
+
+
+def test_cifar_augment_is_a_padded_random_crop_and_a_flip(jpegs):
+    """``augment="cifar"``: 4-pixel zero pad, a random 32x32 window of the padded
+    image, then a horizontal flip with probability 1/2; evaluation leaves the image."""
+    image = tf.io.decode_jpeg(jpegs[2])
+    raw = image.numpy().astype(np.float32)
+    padded = np.pad(raw, [(4, 4), (4, 4), (0, 0)])
+    windows = {(dy, dx): padded[dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)}
+    seen, flipped = set(), 0
+    for i in range(40):
+        out = preprocess_image(image, image_size=32, training=True, augment="cifar",
+                               encoded=False, seed=_seed(i)).numpy()
+        assert out.shape == (32, 32, 3)
+        match = [k for k, w in windows.items() if np.allclose(out, w, atol=1e-4)]
+        match_flip = [k for k, w in windows.items() if np.allclose(out, w[:, ::-1], atol=1e-4)]
+        assert match or match_flip, i
+        flipped += bool(match_flip) and not match
+        seen.update(match or match_flip)
+    assert len(seen) > 10  # many offsets, not one
+    assert 5 < flipped < 35
+    again = preprocess_image(image, image_size=32, training=True, augment="cifar", encoded=False,
+                             seed=_seed(3)).numpy()
+    first = preprocess_image(image, image_size=32, training=True, augment="cifar", encoded=False,
+                             seed=_seed(3)).numpy()
+    np.testing.assert_array_equal(again, first)
+    evaluated = preprocess_image(image, image_size=32, training=False, augment="cifar",
+                                 encoded=False).numpy()
+    np.testing.assert_allclose(evaluated, raw, atol=1e-4)

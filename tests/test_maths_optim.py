@@ -102,6 +102,52 @@ def test_ema_recursion_after_steps_by_hand():
         )
 
 
+def test_ema_also_averages_tracked_bn_statistics_by_hand():
+    """MnasNet's EMA covers the BN moving statistics: a tracked non-trainable variable
+    starts its average at its value and follows the weights' recursion; the
+    statistic's own value (what BN writes) is whatever it is at each step."""
+    var = keras.Variable(W0)
+    stat = keras.Variable(np.array([1.0, 2.0], "float32"), trainable=False)
+    opt = MnasRMSprop(learning_rate=LR)
+    opt.track_moving_statistics([stat])
+    opt.build([var])
+    avg = np.array([1.0, 2.0])
+    for n, value in enumerate(([1.5, 1.0], [0.5, 3.0], [2.0, 2.5])):
+        stat.assign(np.array(value, "float32"))
+        opt.apply_gradients([(keras.ops.convert_to_tensor(G1), var)])
+        d = min(0.9999, (1 + n) / (10 + n))
+        avg = d * avg + (1 - d) * np.array(value)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(opt._statistic_averages[0]), avg, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="before the first step"):
+        opt.track_moving_statistics([stat])
+
+
+def test_ema_weights_swaps_weights_and_statistics_and_restores_them():
+    from spnas.train.optim import ema_weights, moving_statistics
+
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 1),
+                              keras.layers.BatchNormalization(), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    model.compile(optimizer=MnasRMSprop(learning_rate=LR), loss="mse")
+    stats = moving_statistics(model)
+    assert len(stats) == 2  # moving mean and variance of the one BN
+    model.optimizer.track_moving_statistics(stats)
+    x = np.random.RandomState(0).randn(8, 4, 4, 3).astype("float32")
+    model.train_on_batch(x, np.zeros((8, 2), "float32"))
+    raw = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables + stats]
+    averages = [keras.ops.convert_to_numpy(a) for a in
+                model.optimizer._model_variables_moving_average + model.optimizer._statistic_averages]
+    with ema_weights(model):
+        inside = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables + stats]
+        for got, want in zip(inside, averages):
+            np.testing.assert_allclose(got, want)
+    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables + stats]
+    for got, want in zip(after, raw):
+        np.testing.assert_array_equal(got, want)
+    assert not all(np.array_equal(a, b) for a, b in zip(raw, averages))
+
+
 def lr_at(schedule, step):
     return float(keras.ops.convert_to_numpy(schedule(step)))
 

@@ -45,6 +45,9 @@ GOLDEN = {
     "mnasnet_b1_075": 3_170_208,
     "mnasnet_b1_130": 6_282_256,
     "mnasnet_b1_140": 7_115_728,
+    # The 32x32 variants (stem stride 1): strides change no weights.
+    "mobilenetv2_cifar": 3_504_872,
+    "mnasnet_b1_cifar": 4_383_312,
     # No published figures: our builder's counts (round_filters, divisor 8; head
     # 1280 kept for width < 1, scaled above), pinned against regressions.
     "spnas_pixel1_035": 1_791_888,
@@ -94,6 +97,22 @@ def test_golden_count_built(name, pixel1_model):
 @pytest.mark.parametrize("name", sorted(set(GOLDEN) - set(FAST_BUILD)))
 def test_golden_count_built_width_variants(name):
     assert trainable_count(build_model(name, input_size=32)) == GOLDEN[name]
+
+
+@pytest.mark.parametrize("name, published_m, tol", [
+    ("mobilenetv2_100", 300.0, 0.01),  # MobileNetV2 paper, Table 4: 300M multiply-adds
+    ("mnasnet_b1", 315.0, 0.01),  # torchvision mnasnet1_0: 0.31 GFLOPS (MACs); timm 0.315
+])
+def test_macs_match_published_figures(name, published_m, tol):
+    assert plan_model(name).count_macs() / 1e6 == pytest.approx(published_m, rel=tol)
+
+
+def test_macs_of_the_cifar_variants_follow_the_stem_stride():
+    # Stride-1 stem at 32x32: every layer sees (32/224 * 2)^2 of the 224x224 net's pixels
+    # except where the smaller maps round (2x2 at the end instead of 7x7 * 2/7).
+    a = plan_model("mobilenetv2_cifar", num_classes=10).count_macs()
+    b = plan_model("mobilenetv2_100", num_classes=10, input_size=64).count_macs()
+    assert a == b  # 32 px with stem stride 1 = 64 px with stem stride 2, layer for layer
 
 
 def test_width_override_matches_entries():

@@ -157,3 +157,25 @@ def test_nan_loss_stops_with_clear_error(tmp_path):
     with pytest.raises(TrainingDivergedError, match="diverged.*(kept|no checkpoint)"):
         run(config, str(tmp_path))
     assert not (tmp_path / "arch.json").exists()
+
+
+def test_window_means_recover_per_window_values_from_running_means():
+    """Fig. 4's CE: the logged value is the mean of its window, never a running mean
+    that resets at each fit chunk."""
+    import numpy as np
+
+    from spnas.search.callbacks import WindowMeans
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(2.0, 0.5, size=40)
+    w = WindowMeans(("ce",))
+    got = []
+    for epoch_start in (0, 20):  # two fit chunks: Keras restarts its running means
+        w.reset()
+        for b in range(4, 20, 5):  # the logger reads every 5th step
+            running = values[epoch_start:epoch_start + b + 1].mean()
+            out = w.update(b, {"ce": running, "other": 1.0})
+            got.append(out["ce"])
+            assert set(out) == {"ce"}
+    want = values.reshape(8, 5).mean(axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-9)

@@ -2,6 +2,7 @@
 gradients to all thresholds, runtime, dropout, serialization. Backend-neutral:
 also run under KERAS_BACKEND=jax by test_jax_backend.py."""
 
+import math
 import os
 import tempfile
 
@@ -157,3 +158,32 @@ def test_config_round_trip_and_keras_save_load():
 def test_odd_channels_rejected():
     with pytest.raises(ValueError, match="even channel count"):
         SuperkernelDepthwiseConv().build((None, 8, 8, 7))
+
+
+@pytest.mark.parametrize("mode, channels, want_std", [
+    ("fan_in", 48, math.sqrt(2.0 / (25 * 48))),  # Keras fan_in of (5, 5, C, 1) is 25 C
+    ("fan_out", 48, math.sqrt(2.0 / 25)),  # the release's MnasNet init: fan_out = 25
+])
+def test_superkernel_init_modes(mode, channels, want_std):
+    from spnas.superkernel.block import superkernel_init
+
+    keras.utils.set_random_seed(0)
+    values = ops.convert_to_numpy(superkernel_init(mode)((5, 5, channels, 1)))
+    assert np.std(values) == pytest.approx(want_std, rel=0.05)
+    with pytest.raises(ValueError, match="superkernel_init must be one of"):
+        superkernel_init("he")
+
+
+def test_supernet_takes_the_superkernel_init():
+    from spnas.search.supernet import build_supernet
+    from spnas.space import smoke_space
+
+    stds = {}
+    for mode in ("fan_in", "fan_out"):
+        keras.utils.set_random_seed(0)
+        net = build_supernet(smoke_space(), superkernel_init=mode)
+        kernel = net.searchable_blocks[0].conv_dw.depthwise_kernel
+        stds[mode] = float(np.std(ops.convert_to_numpy(kernel)))
+        assert net.get_config()["superkernel_init"] == mode
+    channels = net.searchable_blocks[0].conv_dw.depthwise_kernel.shape[2]
+    assert stds["fan_out"] / stds["fan_in"] == pytest.approx(math.sqrt(channels), rel=0.1)

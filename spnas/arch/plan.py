@@ -83,6 +83,13 @@ class LayerPlan:
         n += mid * self.out_ch + 2 * self.out_ch  # conv_pwl + bn3
         return n
 
+    def count_macs(self) -> int:
+        """Multiply-accumulates of one image (convolutions only; BN folds away)."""
+        mid = self.in_ch * self.expansion
+        n = self.input_hw**2 * self.in_ch * mid if self.expansion != 1 else 0  # conv_pw
+        n += self.output_hw**2 * self.kernel * self.kernel * mid  # conv_dw ("same" padding)
+        return n + self.output_hw**2 * mid * self.out_ch  # conv_pwl
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelPlan:
@@ -110,6 +117,18 @@ class ModelPlan:
         head = last * self.head_channels + 2 * self.head_channels
         classifier = self.head_channels * self.num_classes + self.num_classes
         return stem + sum(layer.count_params() for layer in self.layers) + head + classifier
+
+    def count_macs(self) -> int:
+        """Multiply-accumulates of one image, as MobileNet papers count them (convs and
+        the classifier; BN, ReLU, additions and pooling not counted)."""
+        stem_hw = self.input_size // self.stem_stride
+        stem = stem_hw**2 * 3 * 3 * 3 * self.stem_channels
+        last = self.layers[-1] if self.layers else None
+        last_ch = last.out_ch if last else self.stem_channels
+        last_hw = last.output_hw if last else stem_hw
+        head = last_hw**2 * last_ch * self.head_channels
+        classifier = self.head_channels * self.num_classes
+        return stem + sum(layer.count_macs() for layer in self.layers) + head + classifier
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,8 +26,12 @@ from spnas.space import SKIP, SearchSpace, round_filters
 
 # How the head (the 1x1 conv before pooling) follows the width multiplier:
 # "above_1": only for width > 1 (MobileNetV2 paper; timm mobilenetv2; Keras
-#   applications); "always": like every other layer (MnasNet TPU code);
-# "never": fixed (torchvision and timm MnasNet).
+#   applications; our SearchSpace.head_filters, so the spnas_pixel1 width
+#   variants: 1664 channels at 1.3); "always": like every other layer
+#   (``round_filters(1280)`` in the later TPU MnasNet/EfficientNet code);
+# "never": fixed (torchvision and timm MnasNet). The Single-Path NAS release keeps
+#   1280 at every width, so at width > 1 our spnas_pixel1 variants have a wider
+#   head than the release's would (README, "Deviations").
 HEAD_SCALING = ("above_1", "always", "never")
 
 
@@ -161,8 +165,9 @@ def spnas_pixel1() -> ArchEntry:
 
 
 # Width variants for Fig. 8 (channel scaling). No published counts: the goldens
-# are our builder's counts, pinned against regressions (round_filters, divisor 8,
-# head 1280 kept for width < 1 as in MobileNetV2).
+# are our builder's counts, pinned against regressions (round_filters, divisor 8;
+# the head is 1280 for width <= 1 and scaled above, as MobileNetV2's, where the
+# release keeps 1280: see HEAD_SCALING).
 @register
 def spnas_pixel1_035() -> ArchEntry:
     return _pixel1("spnas_pixel1_035", 0.35, 1_791_888, "spnas_pixel1 at width 0.35 (our count)")
@@ -328,6 +333,37 @@ def mnasnet_b1_130() -> ArchEntry:
 def mnasnet_b1_140() -> ArchEntry:
     # 7,115,728: our count; timm mnasnet_140 publishes 7.12M.
     return _mnasnet_b1("mnasnet_b1_140", 1.4, 7_115_728, "timm mnasnet_140 (7.12M)")
+
+
+# --- 32x32 baselines (Table 1 on CIFAR-10) ----------------------------------------------
+# MobileNetV2 and MnasNet-B1 with the downsampling of the CIFAR space
+# (spnas.space.cifar_space): their seven stages already have the paper's block
+# strides 1,2,2,2,1,2,1, so only the stem stride changes (1 instead of 2) and a
+# 32x32 input ends at 2x2 as the space's nets do. Scale them with
+# ``--config.width``; the counts are those of the 224x224 nets (strides change
+# no weights).
+
+
+def _cifar(entry: ArchEntry, name: str) -> ArchEntry:
+    return dataclasses.replace(
+        entry,
+        name=name,
+        stem_stride=1,
+        input_size=32,
+        source=f"{entry.source}; stem stride 1 for 32x32 inputs",
+    )
+
+
+@register
+def mobilenetv2_cifar() -> ArchEntry:
+    # 3,504,872 at width 1 and 1000 classes, as mobilenetv2_100.
+    return _cifar(mobilenetv2_100(), "mobilenetv2_cifar")
+
+
+@register
+def mnasnet_b1_cifar() -> ArchEntry:
+    # 4,383,312 at width 1 and 1000 classes, as mnasnet_b1.
+    return _cifar(mnasnet_b1(), "mnasnet_b1_cifar")
 
 
 # --- ProxylessNAS-Mobile (Cai et al. 2019) -----------------------------------------------

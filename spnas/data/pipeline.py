@@ -142,8 +142,8 @@ def build_dataset(
         batch_size: global batch size.
         image_size: output height and width.
         training: shuffle, repeat forever and augment; else one deterministic pass.
-        augment: ``"mnasnet"``, ``"flip"`` or ``"none"``; None uses the dataset's
-            default (``"none"`` for the digits, which must not be flipped;
+        augment: ``"mnasnet"``, ``"cifar"`` (4-pixel pad, random crop, flip),
+            ``"flip"`` or ``"none"``; None uses the dataset's default (``"none"`` for the digits, which must not be flipped;
             ``"mnasnet"`` otherwise).
         data_dir: TFDS data directory (default: TFDS's own default).
         manual_dir: directory holding ILSVRC2012_img_train.tar and

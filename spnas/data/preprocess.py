@@ -30,6 +30,9 @@ MIN_OBJECT_COVERED = 0.1  # MnasNet distorted_bounding_box_crop
 ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 AREA_RANGE = (0.08, 1.0)
 MAX_ATTEMPTS = 10
+# CIFAR augmentation (He et al. 2016, Sec. 4.2; the common CIFAR-10 recipe): pad 4
+# pixels on each side with zeros, take a random crop of the original size, flip.
+CIFAR_PAD = 4
 
 
 def center_crop_window(shape: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -138,10 +141,10 @@ def crop_and_resize(
         image: scalar string of encoded bytes (``encoded=True``) or a decoded
             ``[H, W, C]`` tensor (C = 1 or 3) with values in 0..255.
         image_size: output height and width.
-        training: use the random MnasNet crop (``augment="mnasnet"`` only).
-        augment: ``"mnasnet"``, ``"flip"`` or ``"none"``.
+        training: use the random crop (``augment="mnasnet"`` or ``"cifar"``).
+        augment: ``"mnasnet"``, ``"cifar"``, ``"flip"`` or ``"none"``.
         encoded: whether ``image`` holds encoded bytes.
-        seed: stateless seed ``[2]`` of the random crop (training with mnasnet).
+        seed: stateless seed ``[2]`` of the random crop (training with mnasnet/cifar).
 
     Returns:
         float32 ``[image_size, image_size, 3]``; bicubic resizing may overshoot 0..255.
@@ -155,7 +158,13 @@ def crop_and_resize(
             out = _crop(image, encoded, lambda s: center_crop_window(s, image_size))
         return _resize(out, image_size, "bicubic")  # bicubic as in the release
     out = decode_full(image) if encoded else _to_rgb(image)
-    return _resize(out, image_size, "bilinear")
+    out = _resize(out, image_size, "bilinear")
+    if augment == "cifar" and training:
+        if seed is None:
+            raise ValueError("crop_and_resize needs a seed for the random training crop")
+        padded = tf.pad(out, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
+        out = tf.image.stateless_random_crop(padded, [image_size, image_size, 3], seed)
+    return out
 
 
 def finish_images(
@@ -166,7 +175,7 @@ def finish_images(
     Args:
         images: float32 ``[B, S, S, 3]`` from :func:`crop_and_resize`.
         training: apply the random horizontal flip.
-        augment: ``"mnasnet"``, ``"flip"`` or ``"none"`` (no flip).
+        augment: ``"mnasnet"``, ``"cifar"``, ``"flip"`` or ``"none"`` (no flip).
         seed: stateless seed ``[2]`` of this batch's flips (training only).
 
     Returns:
@@ -202,7 +211,7 @@ def preprocess_image(
             ``[H, W, C]`` tensor (C = 1 or 3) with values in 0..255.
         image_size: output height and width.
         training: apply the random training augmentation.
-        augment: ``"mnasnet"``, ``"flip"`` or ``"none"``.
+        augment: ``"mnasnet"``, ``"cifar"``, ``"flip"`` or ``"none"``.
         encoded: whether ``image`` holds encoded bytes.
         seed: stateless seed ``[2]``; required when training with augmentation.
 

@@ -16,7 +16,7 @@ from typing import Any
 from spnas.errors import UserError
 
 SPLITS = ("train", "validation")
-AUGMENTS = ("mnasnet", "flip", "none")
+AUGMENTS = ("mnasnet", "cifar", "flip", "none")
 ON_CORRUPT = ("error", "skip")
 
 ACCEPTED_NAMES = (

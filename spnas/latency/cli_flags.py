@@ -21,7 +21,7 @@ flags.DEFINE_string("table", None, "Latency table (spnas format or the original 
 flags.DEFINE_string("out", None, "Output table path (import, profile).")
 flags.DEFINE_string("device", "Pixel 1",
                     "Device name recorded by import (profile: default this host's CPU).")
-flags.DEFINE_string("space", "embedded", "profile, validate: 'embedded', 'paper' or a "
+flags.DEFINE_string("space", "embedded", "profile, validate: 'embedded', 'cifar10', 'paper' or a "
                     "search-space JSON file (validate: default the table's own space).")
 flags.DEFINE_integer("threads", 1, "profile, validate: interpreter threads (validate: default "
                      "the table's).")

@@ -83,14 +83,51 @@ class SearchSchedule(keras.callbacks.Callback):
 LOG_FIELDS = ("step", "epoch", "loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms")
 
 
+class WindowMeans:
+    """Means over the batches between two reads, from Keras' running means.
+
+    ``update(batch, logs)`` takes the 0-based batch index within the epoch and the
+    running means Keras reports after it, and returns for each key the mean of
+    the batches since the previous update (or the epoch's start, after
+    :meth:`reset`): ``(k m_k - j m_j) / (k - j)``.
+    """
+
+    def __init__(self, keys):
+        self.keys = tuple(keys)
+        self.reset()
+
+    def reset(self) -> None:
+        self._seen, self._means = 0, {}
+
+    def update(self, batch: int, logs: dict) -> dict:
+        count = int(batch) + 1
+        out = {}
+        for key in self.keys:
+            if key in logs:
+                m = float(logs[key])
+                out[key] = ((count * m - self._seen * self._means.get(key, 0.0))
+                            / max(1, count - self._seen))
+        self._seen = count
+        self._means = {k: float(logs[k]) for k in self.keys if k in logs}
+        return out
+
+
 class SearchLogger(keras.callbacks.Callback):
     """Writes ``search_log.csv`` (and TensorBoard scalars) every ``every`` steps.
 
-    Columns: step, epoch, loss, ce, accuracy (running means of the chunk), lr,
-    lambda, keep_prob, runtime_ms (from the hard decisions) and, per searchable
-    layer, ``L<i>_d5x5``, ``L<i>_d100c``, ``L<i>_d50c``. On resume, rows past
-    the restored step are dropped so the log has each step once.
+    Columns: step, epoch, loss, ce, accuracy (each the mean over the steps since
+    the previous row, i.e. a window of ``every`` steps), lr, lambda, keep_prob,
+    runtime_ms (from the hard decisions) and, per searchable layer,
+    ``L<i>_d5x5``, ``L<i>_d100c``, ``L<i>_d50c``. On resume, rows past the
+    restored step are dropped so the log has each step once.
+
+    Keras reports a metric as its running mean since the start of the epoch (of
+    each ``fit`` chunk here), which would draw a curve that resets every
+    ``checkpoint_every`` steps; the window mean is recovered exactly from two
+    running means: ``(k m_k - j m_j) / (k - j)`` over batches ``j+1..k``.
     """
+
+    WINDOWED = ("loss", "ce", "accuracy")
 
     def __init__(self, supernet: Supernet, csv_path: str, every: int, steps_per_epoch: int,
                  lr_schedule=None, tb_dir: str | None = None):
@@ -108,6 +145,10 @@ class SearchLogger(keras.callbacks.Callback):
         self._writer = None
         self._file = None
         self._tb = None
+        self._windows = WindowMeans(self.WINDOWED)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._windows.reset()
 
     def on_train_begin(self, logs=None):
         if self._file is not None:
@@ -156,7 +197,7 @@ class SearchLogger(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = _global_step(self.model)
         if step % self.every == 0:
-            self._log(step, logs or {})
+            self._log(step, self._windows.update(batch, logs or {}))
 
     def close(self):
         if self._file is not None:

@@ -38,6 +38,22 @@ def _read_log(path: str) -> dict[str, np.ndarray]:
     return {k: col(k) for k in ("step", "ce", "runtime_ms", "lambda", "keep_prob", "loss")}
 
 
+SMOOTH_POINTS = 9  # Fig. 4's smoothing, in logged windows (stated in the legend)
+
+
+def _moving_average(values: np.ndarray, points: int) -> np.ndarray | None:
+    """Centred moving average ignoring NaNs (shorter at the ends); None if too short."""
+    ok = np.isfinite(values)
+    if ok.sum() < points:
+        return None
+    filled = np.where(ok, values, 0.0)
+    kernel = np.ones(points)
+    num = np.convolve(filled, kernel, mode="same")
+    den = np.convolve(ok.astype(float), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
 def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None,
               decoded_ms: float | None = None) -> str:
     """CE, R and lambda over the search; ``decoded_ms`` marks the decoded net's latency."""
@@ -46,7 +62,13 @@ def plot_fig4(log_csv: str, out_png: str, target_ms: float | None = None,
     # A Figure without pyplot: no global state, no GUI backend (headless machines).
     fig = Figure(figsize=(7, 6))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
-    ax1.plot(step, log["ce"], color="tab:blue", label="cross-entropy (running mean)")
+    every = int(np.median(np.diff(step))) if len(step) > 2 else 1
+    ax1.plot(step, log["ce"], color="tab:blue", lw=0.8, alpha=0.45,
+             label=f"cross-entropy (mean of each {every}-step window)")
+    smooth = _moving_average(log["ce"], SMOOTH_POINTS)
+    if smooth is not None:
+        ax1.plot(step, smooth, color="tab:blue", lw=2,
+                 label=f"smoothed: centred mean of {SMOOTH_POINTS} windows")
     ax1.set_ylabel("CE")
     ax1.grid(alpha=0.3)
     ax2.plot(step, log["runtime_ms"], color="tab:red", label="predicted runtime R")

@@ -132,7 +132,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
     lr = recipe.learning_rate(s, lengths)
     with strategy.scope():
         model = build_supernet(space, table, weight_decay=s.weight_decay,
-                               strict_table=not config.table_proxy)
+                               strict_table=not config.table_proxy,
+                               superkernel_init=config.get("superkernel_init", "fan_in"))
         recipe.compile_model(model, config, lr, recipe.metrics(s, ce=True))
     callbacks, closing = _callbacks(config, model, lr, lengths, warmup_steps, target_ms, workdir)
     lo, hi = table.range_ms()

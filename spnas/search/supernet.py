@@ -60,6 +60,8 @@ class Supernet(keras.Model):
         :func:`latency_config`), or None for a supernet without runtime loss.
       weight_decay: L2 on every non-BN variable, thresholds included
         (loss += wd * 1/2 ||w||^2).
+      superkernel_init: ``"fan_in"`` or ``"fan_out"`` (the release's); see
+        :func:`spnas.superkernel.block.superkernel_init`.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class Supernet(keras.Model):
         space: SearchSpace | dict | None = None,
         latency: dict | None = None,
         weight_decay: float = WEIGHT_DECAY,
+        superkernel_init: str = "fan_in",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,10 +80,12 @@ class Supernet(keras.Model):
         self.space = space
         self.latency = latency
         self.weight_decay = float(weight_decay)
+        self.superkernel_init = str(superkernel_init)
         runtimes = layer_runtimes(space, latency)
         self.stem = Stem(space.stem_filters, space.stem_stride, self.weight_decay, name="stem")
         self.mbconv: list[MBConv] = [
-            MBConv.from_spec(spec, runtimes.get(str(spec.index)), self.weight_decay)
+            MBConv.from_spec(spec, runtimes.get(str(spec.index)), self.weight_decay,
+                             self.superkernel_init)
             for spec in space.layers()
         ]
         self.head = Head(space.head_filters, space.num_classes, space.dropout, self.weight_decay,
@@ -150,7 +155,8 @@ class Supernet(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"space": self.space.to_dict(), "latency": self.latency, "weight_decay": self.weight_decay}
+            {"space": self.space.to_dict(), "latency": self.latency,
+             "weight_decay": self.weight_decay, "superkernel_init": self.superkernel_init}
         )
         return config
 
@@ -160,6 +166,7 @@ def build_supernet(
     table: BoundTable | LatencyTable | None = None,
     weight_decay: float = WEIGHT_DECAY,
     strict_table: bool = True,
+    superkernel_init: str = "fan_in",
 ) -> Supernet:
     """Builds (and shape-builds) a supernet over ``space`` with ``table``'s runtime loss.
 
@@ -169,6 +176,7 @@ def build_supernet(
     """
     space = space or SearchSpace()
     bound = bind(table, space, strict_table) if table is not None else None
-    model = Supernet(space, latency_config(bound), weight_decay=weight_decay, name="supernet")
+    model = Supernet(space, latency_config(bound), weight_decay=weight_decay,
+                     superkernel_init=superkernel_init, name="supernet")
     model.build((None, space.input_size, space.input_size, 3))
     return model

@@ -53,17 +53,29 @@ def conv_init() -> keras.initializers.Initializer:
         scale=2.0, mode="fan_out", distribution="untruncated_normal")
 
 
-def superkernel_init() -> keras.initializers.Initializer:
-    """The superkernel's init: a fan-in normal over all its channels (a new one per
-    weight, see :func:`conv_init`).
+# How the superkernel's weights start (config key ``superkernel_init``):
+# "fan_in": a fan-in normal over all its channels (spnas' default);
+# "fan_out": MnasNet's conv init (:func:`conv_init`), as the authors' release.
+SUPERKERNEL_INITS = ("fan_in", "fan_out")
 
-    Keras' fan_in of a (5, 5, C, 1) kernel is 25 C, so every masked group starts
-    with an L2 norm near 1 whatever C is. With MnasNet's fan-out init (std
-    sqrt(2/25)) the norms start near 0.3 sqrt(16 C), i.e. 10-30, and the sigmoid
-    gradient that reaches the thresholds (initialised at 0) is ~e^-10: the decisions
-    would freeze. BN right after the depthwise conv makes the kernel's scale
-    irrelevant to the function.
+
+def superkernel_init(mode: str = "fan_in") -> keras.initializers.Initializer:
+    """The superkernel's init (a new one per weight, see :func:`conv_init`).
+
+    ``"fan_in"``: Keras' fan_in of a (5, 5, C, 1) kernel is 25 C, so every masked
+    group starts with an L2 norm near 1 whatever C is. ``"fan_out"`` (the
+    release's MnasNet init, std sqrt(2/25)): a group of n weights starts near
+    0.28 sqrt(n), i.e. 4-27 in the CIFAR space (more at width 1), against
+    thresholds initialised at 0, so the sigmoid gradient that reaches the
+    thresholds starts tiny (e^-4..e^-27) and the decisions move only as the norms
+    shrink. BN right after
+    the depthwise conv makes the kernel's scale irrelevant to the function.
+    bench/table1.py measures whether the choice changes what a search picks.
     """
+    if mode not in SUPERKERNEL_INITS:
+        raise ValueError(f"superkernel_init must be one of {SUPERKERNEL_INITS}, got {mode!r}.")
+    if mode == "fan_out":
+        return conv_init()
     return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_in", distribution="untruncated_normal")
 
@@ -179,7 +191,7 @@ class SearchableMBConv(Composite):
 
     config_keys = Composite.config_keys + (
         "filters", "expansion", "kernel_size", "strides", "searchable", "allow_skip", "residual",
-        "runtimes",
+        "runtimes", "kernel_init",
     )
 
     def __init__(
@@ -193,9 +205,11 @@ class SearchableMBConv(Composite):
         residual: bool = True,
         runtimes: dict | None = None,
         weight_decay: float = 0.0,
+        kernel_init: str = "fan_in",
         **kwargs,
     ):
         super().__init__(weight_decay=weight_decay, **kwargs)
+        self.kernel_init = str(kernel_init)
         self.filters = int(filters)
         self.expansion = int(expansion)
         self.kernel_size = int(kernel_size)
@@ -216,13 +230,15 @@ class SearchableMBConv(Composite):
         self.shortcut = layers.Add(name=self.sub_name("add")) if self.residual else None
 
     @classmethod
-    def from_spec(cls, spec: LayerSpec, runtimes: dict | None = None, weight_decay: float = 0.0):
-        """The supernet's layer ``spec`` (named ``layerNN``)."""
+    def from_spec(cls, spec: LayerSpec, runtimes: dict | None = None, weight_decay: float = 0.0,
+                  kernel_init: str = "fan_in"):
+        """The supernet's layer ``spec`` (named ``layerNN``); ``kernel_init`` is the
+        superkernel's (:data:`SUPERKERNEL_INITS`)."""
         return cls(
             spec.out_ch, spec.expansion, spec.kernel, spec.stride, searchable=spec.searchable,
             allow_skip=spec.skippable, residual=spec.residual,
             runtimes=runtimes if spec.searchable else None, weight_decay=weight_decay,
-            name=f"layer{spec.index:02d}",
+            kernel_init=kernel_init, name=f"layer{spec.index:02d}",
         )
 
     def make_conv_dw(self) -> keras.layers.Layer:
@@ -230,7 +246,7 @@ class SearchableMBConv(Composite):
         if self.searchable:
             return SuperkernelDepthwiseConv(
                 strides=self.strides, allow_skip=self.allow_skip, runtimes=self.runtimes,
-                kernel_initializer=superkernel_init(), kernel_regularizer=self._reg,
+                kernel_initializer=superkernel_init(self.kernel_init), kernel_regularizer=self._reg,
                 name=self.sub_name("conv_dw"),
             )
         return layers.DepthwiseConv2D(

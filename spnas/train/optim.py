@@ -13,6 +13,14 @@ whose shadows start at the variables' values and whose decay is
 EMA has no warm-up and overwrites the model with the average at the end of
 every ``fit`` call; here the average is kept apart and swapped in explicitly
 for evaluation and export (:func:`ema_weights`).
+
+MnasNet's EMA also averages the BN moving statistics (its ``ema_vars`` are the
+trainable variables plus every ``moving_mean`` / ``moving_variance``), so the
+evaluated net uses averaged statistics with its averaged weights. Keras hands an
+optimizer only the trainable variables; :func:`track_moving_statistics` gives it
+the BN statistics too, and the same decay averages them after every step.
+(Where BN statistics are recomputed for the EMA weights before evaluating,
+``schedule.bn_recalibration_batches > 0``, these averages are overwritten.)
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import contextlib
 
 import keras
 from keras import ops
+
+from spnas.train.precise_bn import batch_norm_layers
 
 RMSPROP_RHO = 0.9  # MnasNet
 RMSPROP_MOMENTUM = 0.9  # MnasNet
@@ -37,10 +47,23 @@ class MnasRMSprop(keras.optimizers.RMSprop):
         super().__init__(learning_rate=learning_rate, rho=rho, momentum=momentum,
                          epsilon=epsilon, use_ema=use_ema, ema_momentum=ema_momentum, **kwargs)
 
+    def track_moving_statistics(self, variables) -> None:
+        """Also averages these non-trainable variables (BN moving statistics), as
+        MnasNet does; call before the optimizer is built (after ``compile``)."""
+        if self.built:
+            raise RuntimeError("track_moving_statistics must be called before the first step")
+        self._tracked_statistics = list(variables)
+
     def build(self, var_list):
         if self.built:
             return
         super().build(var_list)
+        self._statistic_averages = []
+        if self.use_ema:
+            for var in getattr(self, "_tracked_statistics", []):
+                average = self.add_variable_from_reference(var, name="average")
+                average.assign(var)
+                self._statistic_averages.append(average)
         for velocity in self._velocities:
             if velocity is not None:
                 velocity.assign(ops.ones(velocity.shape, velocity.dtype))
@@ -61,35 +84,61 @@ class MnasRMSprop(keras.optimizers.RMSprop):
             if average is not None:
                 d = ops.cast(decay, var.dtype)
                 average.assign(d * average + (1.0 - d) * var)
+        for var, average in zip(self._tracked_statistics_list(), self._statistic_averages):
+            d = ops.cast(decay, var.dtype)
+            average.assign(d * average + (1.0 - d) * var)
+
+    def _tracked_statistics_list(self) -> list:
+        return list(getattr(self, "_tracked_statistics", []))
+
+    def averaged_pairs(self, model: keras.Model) -> list:
+        """(variable, its average) for the trainable weights and the tracked BN statistics."""
+        averages = getattr(self, "_model_variables_moving_average", None)
+        if not self.use_ema or not averages:
+            return []
+        pairs = list(zip(model.trainable_variables, averages))
+        return pairs + list(zip(self._tracked_statistics_list(),
+                                getattr(self, "_statistic_averages", [])))
 
     def finalize_variable_values(self, var_list):
         # Keep the raw weights in the model; EMA weights are swapped in on demand.
         return
 
 
+def moving_statistics(model: keras.Model) -> list:
+    """The BN moving means and variances of ``model`` (nested layers included)."""
+    out = []
+    for layer in batch_norm_layers(model):
+        if layer.built:
+            out += [layer.moving_mean, layer.moving_variance]
+    return out
+
+
+def _pairs(model: keras.Model) -> list:
+    opt = getattr(model, "optimizer", None)
+    if isinstance(opt, MnasRMSprop):
+        return opt.averaged_pairs(model)
+    averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
+    return list(zip(model.trainable_variables, averages)) if averages else []
+
+
 @contextlib.contextmanager
 def ema_weights(model: keras.Model):
-    """Temporarily loads the optimizer's EMA into ``model.trainable_variables``."""
-    opt = getattr(model, "optimizer", None)
-    averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
-    if not averages:
-        yield model
-        return
-    variables = model.trainable_variables
-    saved = [ops.convert_to_numpy(v) for v in variables]
-    for v, a in zip(variables, averages):
+    """Temporarily loads the optimizer's EMA into the model's trainable variables (and
+    into its BN moving statistics where the optimizer averages them); restores the
+    raw values on exit."""
+    pairs = _pairs(model)
+    saved = [ops.convert_to_numpy(v) for v, _ in pairs]
+    for v, a in pairs:
         v.assign(a)
     try:
         yield model
     finally:
-        for v, s in zip(variables, saved):
-            v.assign(s)
+        for (v, _), value in zip(pairs, saved):
+            v.assign(value)
 
 
 def copy_ema_into_model(model: keras.Model) -> None:
-    """Overwrites the model's trainable weights with their EMA (for export)."""
-    opt = getattr(model, "optimizer", None)
-    averages = getattr(opt, "_model_variables_moving_average", None) if opt is not None else None
-    if averages:
-        for v, a in zip(model.trainable_variables, averages):
-            v.assign(a)
+    """Overwrites the model's trainable weights (and averaged BN statistics) with their EMA."""
+    for v, a in _pairs(model):
+        v.assign(a)

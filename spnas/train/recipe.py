@@ -35,7 +35,7 @@ import ml_collections
 from spnas.data import DatasetInfo, build_dataset, dataset_info
 from spnas.errors import UserError
 from spnas.train.distribute import enable_determinism, get_strategy
-from spnas.train.optim import MnasRMSprop, ema_weights
+from spnas.train.optim import MnasRMSprop, ema_weights, moving_statistics
 from spnas.train.precise_bn import recalibrate_batch_norm
 from spnas.train.runner import run_fit
 from spnas.train.schedule import MnasNetSchedule
@@ -240,6 +240,8 @@ def compile_model(model: keras.Model, config: ml_collections.ConfigDict, lr,
         jit_compile=bool(ex.jit_compile) and not ex.run_eagerly,
         run_eagerly=bool(ex.run_eagerly),
     )
+    if model.optimizer.use_ema:  # MnasNet's EMA covers the BN moving statistics too
+        model.optimizer.track_moving_statistics(moving_statistics(model))
     return model
 
 
@@ -273,10 +275,11 @@ def ema_evaluation(model: keras.Model, datasets: Datasets, bn_batches: int, *,
                    callbacks: Sequence | None = None) -> Iterator[EmaEvaluation]:
     """Evaluates the EMA weights; they stay loaded inside the ``with`` (to copy them).
 
-    The EMA weights never produced BN statistics: over ``bn_batches`` training
-    batches the moving statistics are recomputed for them first (see
-    spnas/train/precise_bn.py); this replaces the model's moving statistics (the
-    checkpoint keeps the originals). ``moving_stats`` also evaluates before that.
+    The EMA weights come with the EMA of the BN moving statistics (as MnasNet's);
+    over ``bn_batches`` training batches (0: none) the statistics are recomputed for
+    them first (see spnas/train/precise_bn.py). Inside the ``with`` the model holds
+    the evaluated weights and statistics; on exit the raw ones come back.
+    ``moving_stats`` also evaluates before the recomputation.
     """
     with ema_weights(model):
         before = None
