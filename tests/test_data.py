@@ -325,3 +325,29 @@ def test_folder_throughput_full_cifar(shared_dir, tmp_path):
     rate = batches * 128 / (time.perf_counter() - start)
     print(f"\nfolder pipeline: scan {scan_s:.1f} s, {rate:.0f} images/s (batch 128, 32x32)")
     assert rate > 100
+
+
+@pytest.mark.parametrize("augment", ["cifar", "flip", "mnasnet"])
+def test_evaluation_reads_images_as_the_config_augments_them(cifar_subset, augment):
+    """A config's evaluation and export pipelines take its ``data.augment``: the whole
+    image for cifar/flip (not the folder default's MnasNet centre crop, which keeps
+    the central half at 32 px), the centre crop for mnasnet."""
+    from spnas.configs_path import load_config
+    from spnas.data import build_dataset
+    from spnas.train.recipe import build_datasets
+
+    config = load_config("cifar10_train.py")
+    config.data.dataset = f"folder:{cifar_subset}"
+    config.data.augment = augment
+    config.schedule.batch_size = 8
+    data = build_datasets(config, 32)
+    got = next(iter(data.eval))[0].numpy()
+
+    def reference(aug):
+        ds, _ = build_dataset(f"folder:{cifar_subset}", "validation", 8, 32, training=False,
+                              augment=aug, seed=int(config.seed))
+        return next(iter(ds))[0].numpy()
+
+    whole, centre = reference("none"), reference("mnasnet")
+    assert not np.allclose(whole, centre, atol=1e-3)
+    np.testing.assert_allclose(got, centre if augment == "mnasnet" else whole, atol=1e-5)

@@ -32,7 +32,7 @@ from spnas.data import build_dataset
 from spnas.export import litert
 from spnas.export.tflite import ExportError, convert_float, convert_int8
 from spnas.fileio import atomic_write_bytes, atomic_write_json, check_writable_dir, sha256_file
-from spnas.train.recipe import data_kwargs
+from spnas.train.recipe import pipeline_kwargs
 
 REPORT_FORMAT = "spnas.export_report/1"
 FLOAT_FILE = "model_float.tflite"
@@ -207,17 +207,16 @@ def export_images(
     """Calibration images and the comparison images with their labels.
 
     Read from ``config.data`` without augmentation, split with ``config.seed``
-    exactly as the trainer reads them (:func:`spnas.train.recipe.data_kwargs`):
+    exactly as the trainer reads them (:func:`spnas.train.recipe.pipeline_kwargs`):
     calibration on the first ``num_calibration`` images of ``train``, the
     comparison on the first ``num_eval`` of ``eval_split`` (with the training
     run's data section and seed, the training run's validation images).
     """
-    data, kw = config.data, data_kwargs(config)
+    data, kw = config.data, pipeline_kwargs(config)
     batch = int(config.get("batch_size", 64))
 
     def first(split: str, count: int):
-        ds, _ = build_dataset(data.dataset, split, batch, image_size, training=False,
-                              on_corrupt=data.on_corrupt, **kw)
+        ds, _ = build_dataset(data.dataset, split, batch, image_size, training=False, **kw)
         return take_images(ds, count)
 
     calibration, _ = first("train", int(config.num_calibration))

@@ -91,6 +91,18 @@ def data_kwargs(config: ml_collections.ConfigDict) -> dict:
     )
 
 
+def pipeline_kwargs(config: ml_collections.ConfigDict) -> dict:
+    """:func:`data_kwargs` plus how images are read: ``augment`` and ``on_corrupt``.
+
+    Every pipeline of a config (training, evaluation, BN recalibration, export
+    calibration and checks) takes these, so an evaluation preprocesses its images
+    as the training did (``augment`` also picks the evaluation transform: the
+    MnasNet centre crop for ``mnasnet``, the whole image for the others).
+    """
+    return dict(data_kwargs(config), augment=config.data.augment or None,
+                on_corrupt=config.data.on_corrupt)
+
+
 def train_info(config: ml_collections.ConfigDict) -> tuple[DatasetInfo, int]:
     """The train split's info and the number of classes (``data.num_classes`` or the
     dataset's), without building a pipeline."""
@@ -180,18 +192,16 @@ def build_datasets(
     config: ml_collections.ConfigDict, image_size: int, eval_split: str = "validation"
 ) -> Datasets:
     """Training and evaluation pipelines of ``config.data`` at ``image_size``."""
-    data, kw = config.data, data_kwargs(config)
+    data, kw = config.data, pipeline_kwargs(config)
 
     def train_from(start: int = 0):
         ds, info = build_dataset(data.dataset, "train", int(config.schedule.batch_size),
-                                 image_size, training=True, augment=data.augment,
-                                 on_corrupt=data.on_corrupt, skip_batches=int(start), **kw)
+                                 image_size, training=True, skip_batches=int(start), **kw)
         return ds, info
 
     train, info = train_from(0)
     evalset, eval_info = build_dataset(data.dataset, eval_split, eval_batch_size(config.schedule),
-                                       image_size, training=False, on_corrupt=data.on_corrupt,
-                                       **kw)
+                                       image_size, training=False, **kw)
     # A fresh pipeline for every use: iterating one seeded, reshuffling dataset a
     # second time gives another order, so a resumed run (whose fit starts on a new
     # pipeline) would recalibrate BN on other batches than an uninterrupted one.
