@@ -62,6 +62,7 @@ import datetime
 import json
 import os
 import pathlib
+import re
 import statistics
 import sys
 import time
@@ -535,10 +536,11 @@ def plot(result: dict, path: str) -> None:
               "mnasnet": ("tab:green", "^", "MnasNet-B1")}
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
     rows = [r for t in result["targets"] for r in t["rows"] if r["measured_ms"] is not None]
-    # One point per (family, net): mean over seeds.
+    # One point per net (its run directory without the seed): mean over seeds.
     points: dict[tuple, list] = {}
     for r in rows:
-        points.setdefault((r["family"], r["name"], r.get("width")), []).append(r)
+        net = re.sub(r"_s\d+$", "", r["workdir"])
+        points.setdefault((r["family"], net, r.get("width")), []).append(r)
     pts = []
     for (family, name, width), rs in points.items():
         x = statistics.fmean(r["measured_ms"] for r in rs)
