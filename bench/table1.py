@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import pathlib
 import re
@@ -130,8 +129,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _load(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file an earlier stage wrote; a damaged one ends the run with one line."""
+    from spnas.fileio import read_json
+
+    return read_json(path, SystemExit, "table1: bench file")
 
 
 def log(msg: str) -> None:
@@ -156,7 +157,7 @@ def prepare_data(args, out: str) -> dict:
     if args.test:
         test_root = _folder_root(args.test, "--test")
         return {"fit": f"folder:{root}", "test": f"folder:{test_root}", "split": None}
-    from spnas.data.folder import _image_files, _visible_dirs
+    from spnas.data import list_class_images
     from spnas.data.splits import stratified_split
     from spnas.fileio import atomic_write_json
 
@@ -169,10 +170,11 @@ def prepare_data(args, out: str) -> dict:
                     "split": split}
         raise SystemExit(f"table1: {data_dir} holds a split of {split.get('source')}, not {root}; "
                          "use another --out")
-    classes = _visible_dirs(os.path.join(root, "train"))
+    listing = list_class_images(os.path.join(root, "train"))
+    classes = list(listing)
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = _image_files(os.path.join(root, "train", name))
+        found = listing[name]
         files += found
         labels += [label] * len(found)
     fit_idx, test_idx = stratified_split(labels, HELDOUT_FRACTION, SPLIT_SEED, classes)

@@ -6,62 +6,25 @@ used, every file of it is decoded once *inside* ``tf.data`` (parallel C++ decodi
 tens of thousands of small images per second) with ``ignore_errors()``; the
 indices that do not come out are the bad files, which are then decoded once more
 eagerly to get the reason. The result is cached, keyed by the path, size and
-modification time of every file, under ``$SPNAS_CACHE_DIR`` (default
-``~/.cache/spnas``), so later runs only ``stat`` the files.
+modification time of every file (``scan_cache.py``), so later runs only ``stat``
+the files. ``pil_scan.py`` is the same check with Pillow, for the numpy path.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import logging
-import os
 import re
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from spnas import fileio
+from spnas.data import scan_cache
 from spnas.data.preprocess import decode_full
-
-log = logging.getLogger(__name__)
+from spnas.data.scan_cache import ScanResult
 
 SCAN_VERSION = 1  # bump when the validity test changes, to invalidate caches
+_TAG = f"spnas-folder-scan-v{SCAN_VERSION}"  # the cache key of this scanner
 _BATCH = 4096
-
-
-@dataclasses.dataclass(frozen=True)
-class ScanResult:
-    """Outcome of a folder scan.
-
-    Attributes:
-        corrupt: ``{path: reason}`` of files that could not be read or decoded.
-        image_size: the common square size of all valid images, else None.
-    """
-
-    corrupt: dict[str, str]
-    image_size: int | None
-
-
-def cache_dir() -> str:
-    """Directory of the scan cache: $SPNAS_CACHE_DIR, else $XDG_CACHE_HOME/spnas."""
-    if os.environ.get("SPNAS_CACHE_DIR"):
-        return os.environ["SPNAS_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "spnas")
-
-
-def _fingerprint(paths: Sequence[str]) -> str:
-    digest = hashlib.sha256(f"spnas-folder-scan-v{SCAN_VERSION}\n".encode())
-    for path in paths:
-        try:
-            st = os.stat(path)
-            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError as err:  # unreadable entries are part of the state too
-            digest.update(f"{path}\0{type(err).__name__}\n".encode())
-    return digest.hexdigest()
 
 
 def _clean_tf_message(message: str) -> str:
@@ -113,33 +76,12 @@ def scan_files(paths: Sequence[str], use_cache: bool = True) -> ScanResult:
     Returns:
         The corrupt files with reasons and the common native image size.
     """
-    cache_path = os.path.join(cache_dir(), "folder_scan", _fingerprint(paths) + ".json")
-    if use_cache and os.path.exists(cache_path):
-        try:
-            with open(cache_path, encoding="utf-8") as f:
-                cached = json.load(f)
-            if cached.get("version") == SCAN_VERSION and cached.get("num_files") == len(paths):
-                return ScanResult(dict(cached["corrupt"]), cached["image_size"])
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("ignoring unreadable folder scan cache %s", cache_path)
-
+    cache_path = scan_cache.cache_path("folder_scan", paths, _TAG)
+    if use_cache and (cached := scan_cache.read(cache_path, SCAN_VERSION, len(paths))):
+        return cached
     ok, shapes = _decode_all(paths)
     corrupt = {paths[i]: _failure_reason(paths[i]) for i in np.flatnonzero(~ok)}
-    image_size = None
-    if len(shapes) == 1:
-        ((height, width),) = shapes
-        image_size = height if height == width else None
-    result = ScanResult(corrupt, image_size)
+    result = ScanResult(corrupt, scan_cache.square_size(shapes))
     if use_cache:
-        record = {
-            "version": SCAN_VERSION,
-            "num_files": len(paths),
-            "corrupt": result.corrupt,
-            "image_size": result.image_size,
-        }
-        try:
-            os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-            fileio.atomic_write_json(cache_path, record)
-        except OSError as err:  # a read-only home must not stop training
-            log.warning("could not write folder scan cache %s: %s", cache_path, err)
+        scan_cache.write(cache_path, SCAN_VERSION, len(paths), result)
     return result

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-CROP_PADDING = 32  # MnasNet preprocessing: eval crop = size / (size + 32)
-MIN_OBJECT_COVERED = 0.1  # MnasNet distorted_bounding_box_crop
-ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
-AREA_RANGE = (0.08, 1.0)
-MAX_ATTEMPTS = 10
-# CIFAR augmentation (He et al. 2016, Sec. 4.2; the common CIFAR-10 recipe): pad 4
-# pixels on each side with zeros, take a random crop of the original size, flip.
-CIFAR_PAD = 4
+from spnas.data.preprocess_params import (
+    AREA_RANGE,
+    ASPECT_RATIO_RANGE,
+    CIFAR_PAD,
+    CROP_PADDING,
+    MAX_ATTEMPTS,
+    MIN_OBJECT_COVERED,
+)
 
 
 def center_crop_window(shape: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -168,7 +168,12 @@ def crop_and_resize(
 
 
 def finish_images(
-    images: tf.Tensor, *, training: bool, augment: str, seed: tf.Tensor | None = None
+    images: tf.Tensor,
+    *,
+    training: bool,
+    augment: str,
+    seed: tf.Tensor | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> tf.Tensor:
     """Clips to 0..255 and, when training with augmentation, flips images at random.
 
@@ -177,6 +182,9 @@ def finish_images(
         training: apply the random horizontal flip.
         augment: ``"mnasnet"``, ``"cifar"``, ``"flip"`` or ``"none"`` (no flip).
         seed: stateless seed ``[2]`` of this batch's flips (training only).
+        rows: ``(first row, global batch size)`` when ``images`` are one process's
+            rows of a larger global batch: the flips are drawn for the global
+            batch and this share's are used, so every process flips as one would.
 
     Returns:
         The images, each flipped left-right with probability 1/2.
@@ -188,7 +196,12 @@ def finish_images(
         return images
     if seed is None:
         raise ValueError("finish_images needs a seed for the random flip")
-    flip = tf.random.stateless_uniform(tf.shape(images)[:1], seed) < 0.5
+    if rows is None:
+        flip = tf.random.stateless_uniform(tf.shape(images)[:1], seed) < 0.5
+    else:
+        first, total = rows
+        draws = tf.random.stateless_uniform([total], seed)
+        flip = draws[first : first + tf.shape(images)[0]] < 0.5
     return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 

@@ -1,15 +1,19 @@
-"""Shared types of the input pipelines: errors, dataset metadata, and a data source.
+"""Shared types of the input pipelines: errors, dataset metadata, a data source and
+a checked build request. No TensorFlow here (the numpy input path needs this module).
 
-Every source (the embedded digits, an image folder, a TFDS dataset, ImageNet)
-produces a :class:`Source`: a ``tf.data.Dataset`` of *unprocessed* elements plus a
-``load`` function that turns one element into an image (JPEG/PNG bytes or a
-decoded tensor) and an integer label. ``pipeline.py`` then applies the same
-shuffling, MnasNet preprocessing, batching and normalisation to all of them.
+Every source of the tf.data path (the embedded digits, an image folder, a TFDS
+dataset, ImageNet) produces a :class:`Source`: a ``tf.data.Dataset`` of
+*unprocessed* elements plus a ``load`` function that turns one element into an
+image (JPEG/PNG bytes or a decoded tensor) and an integer label.
+``tf_pipeline.py`` then applies the same shuffling, MnasNet preprocessing,
+batching and normalisation to all of them; ``numpy_pipeline.py`` does the same
+with numpy and Pillow. Both get their arguments as one checked :class:`Request`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +22,10 @@ from spnas.errors import UserError
 SPLITS = ("train", "validation")
 AUGMENTS = ("mnasnet", "cifar", "flip", "none")
 ON_CORRUPT = ("error", "skip")
+INPUTS = ("auto", "tf", "numpy")  # build_dataset(input=...): auto = tf.data if TF imports
+# TFDS names: "cifar10", "cifar10:3.0.2", "imagenet_resized/32x32". The "namespace:name"
+# form would query the community registry over the network, so it is not accepted.
+TFDS_NAME_RE = re.compile(r"^[a-z0-9_]+(/[\w.\-=,]+)*(:\d+\.\d+\.\d+)?$")
 
 ACCEPTED_NAMES = (
     '"embedded" (the 8x8 scikit-learn digits, no download)',
@@ -107,3 +115,64 @@ def unknown_name_error(name: Any, detail: str = "") -> DatasetError:
     forms = "\n  ".join(ACCEPTED_NAMES)
     extra = f" ({detail})" if detail else ""
     return DatasetError(f"unknown dataset {name!r}{extra}. Accepted names:\n  {forms}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """The checked arguments of one ``build_dataset`` call (see its docstring).
+
+    Attributes:
+        kind: ``"embedded"``, ``"folder"`` or ``"tfds"``.
+        arg: the folder root or the TFDS name (empty for the digits).
+        split, batch_size, image_size, training, augment, data_dir, manual_dir,
+        on_corrupt, seed, drop_remainder, skip_batches: as given (``augment`` None:
+            the dataset's default; ``skip_batches`` 0 outside training).
+        validation_fraction: the checked held-out share.
+        process_index, process_count: this process's share of every global batch.
+        pad_multiple: evaluation: this process's rows of a short batch are padded to a
+            multiple of it, with sample weight 0 (the devices a batch is split over).
+    """
+
+    kind: str
+    arg: str
+    split: str
+    batch_size: int
+    image_size: int
+    training: bool
+    augment: str | None
+    data_dir: str | None
+    manual_dir: str | None
+    on_corrupt: str
+    validation_fraction: float
+    seed: int
+    drop_remainder: bool
+    skip_batches: int
+    process_index: int = 0
+    process_count: int = 1
+    pad_multiple: int = 1
+
+    @property
+    def local_batch_size(self) -> int:
+        """Rows of a full global batch that this process produces."""
+        return self.batch_size // self.process_count
+
+
+def process_rows(rows: int, process_index: int, process_count: int) -> tuple[int, int]:
+    """The contiguous rows ``[lo, hi)`` of a global batch of ``rows`` one process makes.
+
+    A full batch splits into equal shares (the batch size is a multiple of the
+    process count); a short last evaluation batch into near-equal ones. The shares
+    of processes 0..count-1, concatenated, are the global batch.
+    """
+    return process_index * rows // process_count, (process_index + 1) * rows // process_count
+
+
+def check_size(info: DatasetInfo, split: str, batch_size: int, drop_remainder: bool) -> None:
+    """Raises a DatasetError for a split that would yield no batch."""
+    if info.num_examples == 0:
+        raise DatasetError(f"{info.name} split {split!r} has no examples")
+    if drop_remainder and info.num_examples < batch_size:
+        raise DatasetError(
+            f"{info.name} split {split!r} has {info.num_examples} examples, fewer than "
+            f"batch_size={batch_size} with drop_remainder=True: it would yield no batch"
+        )

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from spnas.data.source import DatasetError, DatasetInfo, Source, unknown_name_error
+from spnas.data.source import (
+    TFDS_NAME_RE,
+    DatasetError,
+    DatasetInfo,
+    Source,
+    unknown_name_error,
+)
 from spnas.data.splits import seeded_split_mask
 
 log = logging.getLogger(__name__)
@@ -28,9 +33,7 @@ log = logging.getLogger(__name__)
 IMAGENET = "imagenet2012"
 IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 IMAGENET_SPLIT_SIZES = {"train": 1_281_167, "validation": 50_000}  # ILSVRC2012
-# TFDS names: "cifar10", "cifar10:3.0.2", "imagenet_resized/32x32". The "namespace:name"
-# form would query the community registry over the network, so it is not accepted.
-NAME_RE = re.compile(r"^[a-z0-9_]+(/[\w.\-=,]+)*(:\d+\.\d+\.\d+)?$")
+NAME_RE = TFDS_NAME_RE  # source.py: which names are TFDS names
 _SHUFFLE_BYTES = 256 * 2**20  # memory budget of the training shuffle buffer
 _ASSUMED_JPEG_BYTES = 110_000  # average ImageNet JPEG; used when the image size is unknown
 
