@@ -47,8 +47,10 @@ def data(dataset: str = "embedded", image_size: int = 32) -> ml_collections.Conf
     (ImageNet's two ILSVRC2012 tars), ``on_corrupt`` (``error`` or ``skip``),
     ``validation_fraction`` (held-out share where the dataset has no validation
     split; seeded by the top-level ``seed``), ``augment`` (None: the dataset's
-    default), ``num_classes`` (-1: from the dataset) and ``image_size`` (the
-    network's input height and width).
+    default), ``num_classes`` (-1: from the dataset), ``image_size`` (the
+    network's input height and width) and ``input`` (``auto``: tf.data when
+    TensorFlow is installed, else the Pillow/numpy ``keras.utils.PyDataset``;
+    ``tf`` or ``numpy`` to choose).
     """
     d = ml_collections.ConfigDict()
     d.dataset = dataset
@@ -59,6 +61,7 @@ def data(dataset: str = "embedded", image_size: int = 32) -> ml_collections.Conf
     d.augment = ml_collections.FieldReference(None, field_type=str)  # None: dataset default
     d.num_classes = -1  # -1: from the dataset
     d.image_size = image_size
+    d.input = "auto"  # auto | tf | numpy (the TensorFlow-free input pipeline)
     return d
 
 
@@ -97,15 +100,22 @@ def schedule(
 
 
 def execution(checkpoint_every: int = 100, log_every: int = 10) -> ml_collections.ConfigDict:
-    """The execution section: strategy (``auto``, ``cpu``, ``mirrored`` (+
-    ``cpu_replicas`` for CPU data parallelism), ``multiworker`` (``TF_CONFIG``),
-    ``tpu`` (+ ``tpu=NAME``)), XLA, eager mode (tests), checkpoint and log
-    periods in steps, deterministic kernels."""
+    """The execution section: strategy (TensorFlow backend: ``auto``, ``cpu``,
+    ``mirrored`` (+ ``cpu_replicas`` for CPU data parallelism), ``multiworker``
+    (``TF_CONFIG``), ``tpu`` (+ ``tpu=NAME``); JAX backend: ``auto``,
+    ``data_parallel`` (+ ``jax_distributed`` for several hosts)), XLA, eager mode
+    (tests), checkpoint and log periods in steps, deterministic kernels."""
     e = ml_collections.ConfigDict()
-    e.strategy = "auto"  # auto | cpu | mirrored | multiworker | tpu
+    e.strategy = "auto"  # TF: auto | cpu | mirrored | multiworker | tpu; JAX: auto | data_parallel
     e.tpu = ""
     e.cpu_replicas = 1
-    e.jit_compile = False  # XLA on CPU is several times slower for these nets
+    # JAX, several hosts: call jax.distributed.initialize() first. The three below are
+    # its arguments; left empty/0/-1 they are detected (Cloud TPU VM slices, SLURM, MPI).
+    e.jax_distributed = False
+    e.coordinator_address = ""  # host:port of process 0
+    e.num_processes = 0
+    e.process_id = -1
+    e.jit_compile = False  # TF: XLA on CPU is several times slower for these nets (JAX: always)
     e.run_eagerly = False  # True: no graph build (~30 s+ on 2 busy cores); for few-step tests
     e.checkpoint_every = checkpoint_every
     e.log_every = log_every

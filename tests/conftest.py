@@ -1,4 +1,5 @@
-"""Shared pytest setup: quiet TensorFlow, the --runslow flag, ../shared data."""
+"""Shared pytest setup: quiet TensorFlow, the --runslow and --run-multiprocess flags,
+../shared data."""
 
 import os
 
@@ -9,18 +10,25 @@ import pytest  # noqa: E402
 
 from tests.helpers import SHARED, require_shared  # noqa: E402
 
+# Marker -> the flag that runs its tests (selecting the marker with -m does too).
+OPT_IN_MARKERS = {"slow": "--runslow", "multiprocess": "--run-multiprocess"}
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
+    parser.addoption("--run-multiprocess", action="store_true", default=False,
+                     help="run tests that start a local cluster of worker processes")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow") or "slow" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    selected = config.getoption("-m") or ""
+    for marker, flag in OPT_IN_MARKERS.items():
+        if config.getoption(flag) or marker in selected:
+            continue
+        skip = pytest.mark.skip(reason=f"{marker}: run with {flag}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,9 @@ import pytest
 from tests.helpers import REPO
 from tests.test_data import _extract_subset
 
+# Several minutes of subprocesses: in CI's multi-process step, not the default suite.
+pytestmark = pytest.mark.multiprocess
+
 ROW_KEYS = {"family": str, "name": str, "seed": int, "top1": float, "measured_ms": float,
             "params": int}
 

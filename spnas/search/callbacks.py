@@ -14,9 +14,10 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from spnas.search.supernet import Supernet
+from spnas.train.distribute import is_chief
+from spnas.train.scalars import open_writer
 
 
 def _global_step(model) -> int:
@@ -151,7 +152,7 @@ class SearchLogger(keras.callbacks.Callback):
         self._windows.reset()
 
     def on_train_begin(self, logs=None):
-        if self._file is not None:
+        if self._file is not None or not is_chief():  # other hosts of a cluster write nothing
             return
         step = _global_step(self.model)
         rows = []
@@ -163,8 +164,7 @@ class SearchLogger(keras.callbacks.Callback):
         self._writer.writeheader()
         self._writer.writerows(rows)
         self._file.flush()
-        if self.tb_dir:
-            self._tb = tf.summary.create_file_writer(self.tb_dir)
+        self._tb = open_writer(self.tb_dir)
         if step == 0:
             self._log(0, {})
 
@@ -186,17 +186,14 @@ class SearchLogger(keras.callbacks.Callback):
         self._writer.writerow(row)
         self._file.flush()
         if self._tb is not None:
-            with self._tb.as_default(step=step):
-                for key in ("loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms"):
-                    if row[key] != "":
-                        tf.summary.scalar(f"search/{key}", row[key])
-                counts = _choice_counts(sn.choices())
-                for choice, n in counts.items():
-                    tf.summary.scalar(f"choices/{choice}", n)
+            keys = ("loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms")
+            self._tb.scalars(step, {f"search/{k}": row[k] for k in keys})
+            self._tb.scalars(step, {f"choices/{c}": n
+                                    for c, n in _choice_counts(sn.choices()).items()})
 
     def on_train_batch_end(self, batch, logs=None):
         step = _global_step(self.model)
-        if step % self.every == 0:
+        if self._file is not None and step % self.every == 0:
             self._log(step, self._windows.update(batch, logs or {}))
 
     def close(self):
@@ -204,7 +201,7 @@ class SearchLogger(keras.callbacks.Callback):
             self._file.close()
             self._file = None
         if self._tb is not None:
-            self._tb.flush()
+            self._tb.close()
             self._tb = None
 
 

@@ -34,6 +34,7 @@ from spnas.tables.runtime_model import BoundTable, bind
 from spnas.tables.shipped import resolve as resolve_table_path
 from spnas.tables.table import load_table
 from spnas.train import recipe
+from spnas.train.distribute import is_chief
 from spnas.train.runner import TqdmProgress, checkpoint_step
 
 __all__ = ["SearchConfigError", "run", "space_from_config", "load_search_table", "summary_lines"]
@@ -176,6 +177,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
             arch["target"]["decode"] = {
                 "method": BUDGET_METHOD, **{k: v for k, v in budget.items() if k != "choices"}}
     path = os.path.join(workdir, "arch.json")
+    if not is_chief():  # the other hosts of a cluster write nothing
+        return Arch(arch)
     write_arch(path, arch)
     atomic_write_json(os.path.join(workdir, "kernel_std.json"), kernel_channel_std(model))
     _print_result(workdir, space, choices, table, arch, budget, val, seconds)

@@ -19,8 +19,11 @@ from spnas.arch.plan import ArchLike, ModelPlan, plan_model
 from spnas.errors import UserError
 from spnas.fileio import check_writable_dir
 
-# The tf.distribute strategies a config may name (spnas/train/distribute.py).
-STRATEGIES = ("auto", "cpu", "mirrored", "multiworker", "tpu")
+# The strategies a config may name (spnas/train/distribute.py): tf.distribute's on the
+# TensorFlow backend, keras.distribution's data parallelism on the JAX backend.
+TF_STRATEGIES = ("auto", "cpu", "mirrored", "multiworker", "tpu")
+JAX_STRATEGIES = ("auto", "data_parallel")
+STRATEGIES = (*TF_STRATEGIES, "data_parallel")
 ARCH_FILE = "arch.json"  # written by spnas-search into the same work directory
 
 

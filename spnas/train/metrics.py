@@ -1,10 +1,9 @@
-"""Logging of a training run: a CSV log every N steps and step-true TensorBoard.
+"""Logging of a training run: a CSV log every N steps.
 
-Both survive the pre-emption/resume cycle of :func:`spnas.train.runner.run_fit`:
+It survives the pre-emption/resume cycle of :func:`spnas.train.runner.run_fit`:
 on resume the CSV keeps only the rows up to the restored step (rows written
-after the last checkpoint are dropped, so every step appears once), and
-TensorBoard's batch scalars are indexed by the optimizer's global step rather
-than Keras' per-``fit`` batch counter, which restarts at 0 on every call.
+after the last checkpoint are dropped, so every step appears once). The
+TensorBoard scalars are :class:`spnas.train.scalars.TrainScalars`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import os
 import keras
 
 from spnas.fileio import atomic_write_text
+from spnas.train.distribute import is_chief
 
 LOG_FIELDS = ("step", "epoch", "loss", "accuracy", "lr")
 
@@ -67,7 +67,8 @@ class TrainLogger(keras.callbacks.Callback):
         self._last = 0
 
     def on_train_begin(self, logs=None):
-        if self._file is not None:  # run_fit may call fit() twice
+        # run_fit may call fit() twice; other hosts of a cluster write nothing.
+        if self._file is not None or not is_chief():
             return
         step = global_step(self.model)
         kept = [r for r in read_log(self.csv_path) if int(r["step"]) <= step]
@@ -81,6 +82,8 @@ class TrainLogger(keras.callbacks.Callback):
         self._last = step
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._file is None:
+            return
         step = global_step(self.model)
         # Compare periods rather than `step % every` so a jump of several steps
         # (steps_per_execution > 1) still logs once per period.
@@ -108,17 +111,3 @@ class TrainLogger(keras.callbacks.Callback):
             self._file.close()
             self._file = None
             self._writer = None
-
-
-class GlobalStepTensorBoard(keras.callbacks.TensorBoard):
-    """``keras.callbacks.TensorBoard`` whose batch scalars use the global step.
-
-    Keras resets its batch counter at the start of every ``fit`` call, so a
-    resumed run (or run_fit's step-exact tail call) would write over the first
-    steps' curves. Starting the counter at the optimizer's step keeps one curve.
-    """
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if hasattr(self, "_global_train_batch"):  # Keras 3 private counter
-            self._global_train_batch = global_step(self.model)

@@ -46,50 +46,135 @@ class MnasRMSprop(keras.optimizers.RMSprop):
                  epsilon=RMSPROP_EPSILON, use_ema=True, ema_momentum=EMA_DECAY, **kwargs):
         super().__init__(learning_rate=learning_rate, rho=rho, momentum=momentum,
                          epsilon=epsilon, use_ema=use_ema, ema_momentum=ema_momentum, **kwargs)
+        # Non-trainable variables averaged too (BN statistics), held where Keras' tracker
+        # does not adopt them as the optimizer's own (JAX would donate them twice).
+        self._statistics = _References()
+        self._statistic_averages = []  # their averages, made in build()
+        self._step_constants = None  # per dtype, while an update step is being built
 
     def track_moving_statistics(self, variables) -> None:
         """Also averages these non-trainable variables (BN moving statistics), as
         MnasNet does; call before the optimizer is built (after ``compile``)."""
         if self.built:
             raise RuntimeError("track_moving_statistics must be called before the first step")
-        self._tracked_statistics = list(variables)
+        self._statistics = _References(variables)
+
+    def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
+        if name == "velocity":
+            # TF1's accumulator starts at 1. An initializer rather than an assign in
+            # build(): where nothing builds the optimizer before the first step, Keras
+            # builds it inside the first trace of the train step, and tf.function keeps
+            # the initializers of variables made there but drops assigns made there.
+            initializer = "ones"
+        return super().add_variable_from_reference(reference_variable, name=name,
+                                                   initializer=initializer)
 
     def build(self, var_list):
         if self.built:
             return
         super().build(var_list)
-        self._statistic_averages = []
-        if self.use_ema:
-            for var in getattr(self, "_tracked_statistics", []):
-                average = self.add_variable_from_reference(var, name="average")
-                average.assign(var)
-                self._statistic_averages.append(average)
-        for velocity in self._velocities:
-            if velocity is not None:
-                velocity.assign(ops.ones(velocity.shape, velocity.dtype))
-        if self.use_ema:
-            # TF1's ExponentialMovingAverage starts each shadow at the variable's value;
-            # Keras starts its averages at 0, which the first average (decay 0.1 at
-            # step 0) would carry as 0.9 w1 instead of 0.1 w0 + 0.9 w1.
-            for var, average in zip(var_list, self._model_variables_moving_average):
-                if average is not None:
-                    average.assign(var)
+        if not self.use_ema:
+            return
+        self._statistic_averages = [self.add_variable_from_reference(var, name="average")
+                                    for var in self._tracked_statistics]
+        # TF1's ExponentialMovingAverage starts each shadow at the variable's value;
+        # Keras starts its averages at 0, which the first average (decay 0.1 at step 0)
+        # would carry as 0.9 w1 instead of 0.1 w0 + 0.9 w1. An initializer cannot read
+        # another variable inside a trace (tf.function would guard the whole step with
+        # an initialisation cond), so this needs the optimizer built before the train
+        # step is traced, as Supernet.make_train_function does; built inside the trace,
+        # the averages start at Keras' 0 (the start's weight in the average after n
+        # steps is prod_{i<n} (1 + i) / (10 + i): 1e-5 after 10 steps).
+        averages = list(self._model_variables_moving_average) + self._statistic_averages
+        for var, average in zip(list(var_list) + self._tracked_statistics, averages):
+            if average is not None:  # a copy: on JAX an assign shares the buffer, which
+                average.assign(ops.copy(var))  # the train step then donates twice
+
+    # -- the update step -------------------------------------------------------------------
+    # Keras' RMSprop and EMA arithmetic, in the same order and so to the bit the same
+    # values, with fewer graph ops per variable (they dominate the time to build the
+    # train step: ~0.5 ms of tracing and graph optimisation per op on 2 CPU cores):
+    # the new slot values are used as computed instead of being read back from the
+    # variables, and the constants (rho, 1 - rho, epsilon, momentum, the EMA decay) are
+    # made once per step instead of once per variable and use.
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        self._step_constants = {}
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._step_constants = None
+
+    def _constants(self, dtype) -> tuple:
+        """(rho, 1 - rho, epsilon, momentum) as tensors of ``dtype``, shared in one step."""
+        cache, key = self._step_constants, str(dtype)
+        if cache is not None and key in cache:
+            return cache[key]
+        constants = tuple(ops.convert_to_tensor(c, dtype)
+                          for c in (self.rho, 1 - self.rho, self.epsilon, self.momentum))
+        if cache is not None:  # None: an update_step called outside apply(), nothing to share
+            cache[key] = constants
+        return constants
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.centered:
+            return super().update_step(gradient, variable, learning_rate)
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        rho, one_minus_rho, epsilon, momentum = self._constants(variable.dtype)
+        index = self._get_variable_index(variable)
+        velocity = self._velocities[index]
+        new_velocity = ops.add(ops.multiply(rho, velocity),
+                               ops.multiply(one_minus_rho, ops.square(gradient)))
+        self.assign(velocity, new_velocity)
+        increment = ops.divide(ops.multiply(lr, gradient),
+                               ops.sqrt(ops.add(new_velocity, epsilon)))
+        if self.momentum > 0:
+            slot = self._momentums[index]
+            new_momentum = ops.add(ops.multiply(momentum, slot), increment)
+            self.assign(slot, new_momentum)
+            self.assign_sub(variable, new_momentum)
+        else:
+            self.assign_sub(variable, increment)
 
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self.use_ema:
             return
         n = ops.cast(self.iterations, "float32")
         decay = ops.minimum(self.ema_momentum, (1.0 + n) / (10.0 + n))
-        for var, average in zip(trainable_variables, self._model_variables_moving_average):
-            if average is not None:
+        pairs = [(var, average) for var, average
+                 in zip(trainable_variables, self._model_variables_moving_average)
+                 if average is not None]
+        if not self.averages_statistics_after_step:
+            pairs += list(zip(self._tracked_statistics, self._statistic_averages))
+        weights = {}  # dtype -> (decay, 1 - decay)
+        for var, average in pairs:
+            key = str(var.dtype)
+            if key not in weights:
                 d = ops.cast(decay, var.dtype)
-                average.assign(d * average + (1.0 - d) * var)
-        for var, average in zip(self._tracked_statistics_list(), self._statistic_averages):
-            d = ops.cast(decay, var.dtype)
-            average.assign(d * average + (1.0 - d) * var)
+                weights[key] = (d, 1.0 - d)
+            d, rest = weights[key]
+            average.assign(d * average + rest * var)
 
-    def _tracked_statistics_list(self) -> list:
-        return list(getattr(self, "_tracked_statistics", []))
+    @property
+    def _tracked_statistics(self) -> list:
+        return self._statistics.variables
+
+    @property
+    def averages_statistics_after_step(self) -> bool:
+        """On JAX the update step is a pure function of the optimizer's and the trainable
+        variables only: the BN statistics it would read are the values of the trace, not
+        of the step. There :class:`StatisticAverages` averages them after each step."""
+        return keras.backend.backend() == "jax"
+
+    def average_statistics(self) -> None:
+        """One EMA update of the tracked statistics with the decay of the step just
+        taken (``iterations`` has already counted it)."""
+        if not self.use_ema or not self._statistic_averages:
+            return
+        n = float(ops.convert_to_numpy(self.iterations)) - 1.0
+        decay = min(float(self.ema_momentum), (1.0 + n) / (10.0 + n))
+        for var, average in zip(self._tracked_statistics, self._statistic_averages):
+            average.assign(decay * average + (1.0 - decay) * var)
 
     def averaged_pairs(self, model: keras.Model) -> list:
         """(variable, its average) for the trainable weights and the tracked BN statistics."""
@@ -97,12 +182,28 @@ class MnasRMSprop(keras.optimizers.RMSprop):
         if not self.use_ema or not averages:
             return []
         pairs = list(zip(model.trainable_variables, averages))
-        return pairs + list(zip(self._tracked_statistics_list(),
-                                getattr(self, "_statistic_averages", [])))
+        return pairs + list(zip(self._tracked_statistics, self._statistic_averages))
 
     def finalize_variable_values(self, var_list):
         # Keep the raw weights in the model; EMA weights are swapped in on demand.
         return
+
+
+class _References:
+    """Variables an optimizer reads but does not own (a plain list would be tracked)."""
+
+    def __init__(self, variables=()):
+        self.variables = list(variables)
+
+
+class StatisticAverages(keras.callbacks.Callback):
+    """Averages the BN statistics a :class:`MnasRMSprop` tracks after every step, on
+    backends where the step itself cannot (JAX: ``averages_statistics_after_step``)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        opt = self.model.optimizer
+        if isinstance(opt, MnasRMSprop) and opt.averages_statistics_after_step:
+            opt.average_statistics()
 
 
 def moving_statistics(model: keras.Model) -> list:
@@ -130,7 +231,7 @@ def ema_weights(model: keras.Model):
     pairs = _pairs(model)
     saved = [ops.convert_to_numpy(v) for v, _ in pairs]
     for v, a in pairs:
-        v.assign(a)
+        v.assign(ops.copy(a))  # not the average's own buffer (JAX would share it)
     try:
         yield model
     finally:
@@ -141,4 +242,4 @@ def ema_weights(model: keras.Model):
 def copy_ema_into_model(model: keras.Model) -> None:
     """Overwrites the model's trainable weights (and averaged BN statistics) with their EMA."""
     for v, a in _pairs(model):
-        v.assign(a)
+        v.assign(ops.copy(a))

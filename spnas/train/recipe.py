@@ -34,8 +34,13 @@ import ml_collections
 
 from spnas.data import DatasetInfo, build_dataset, dataset_info
 from spnas.errors import UserError
-from spnas.train.distribute import enable_determinism, get_strategy
-from spnas.train.optim import MnasRMSprop, ema_weights, moving_statistics
+from spnas.train.distribute import (
+    enable_determinism,
+    get_strategy,
+    local_replicas,
+    process_share,
+)
+from spnas.train.optim import MnasRMSprop, StatisticAverages, ema_weights, moving_statistics
 from spnas.train.precise_bn import recalibrate_batch_norm
 from spnas.train.runner import run_fit
 from spnas.train.schedule import MnasNetSchedule
@@ -97,22 +102,42 @@ def pipeline_kwargs(config: ml_collections.ConfigDict) -> dict:
     Every pipeline of a config (training, evaluation, BN recalibration, export
     calibration and checks) takes these, so an evaluation preprocesses its images
     as the training did (``augment`` also picks the evaluation transform: the
-    MnasNet centre crop for ``mnasnet``, the whole image for the others).
+    MnasNet centre crop for ``mnasnet``, the whole image for the others), and
+    ``input``, the pipeline (tf.data or the TensorFlow-free PyDataset). In a
+    multi-host JAX run each host's pipelines yield its share of the global batches.
     """
-    return dict(data_kwargs(config), augment=config.data.augment or None,
-                on_corrupt=config.data.on_corrupt)
+    kw = dict(data_kwargs(config), augment=config.data.augment or None,
+              on_corrupt=config.data.on_corrupt, input=input_pipeline(config))
+    index, count = process_share()
+    if count > 1:  # JAX on several hosts: each feeds its share of every global batch
+        kw.update(process_index=index, process_count=count)
+    return kw
+
+
+def input_pipeline(config: ml_collections.ConfigDict) -> str:
+    """``data.input``, with ``auto`` resolved by backend: on JAX the numpy PyDataset for
+    the digits and image folders (no TensorFlow in the loop; padded data-parallel
+    evaluation), tf.data for TFDS; on TensorFlow, tf.data (``spnas.data`` decides)."""
+    chosen = config.data.get("input", "auto")
+    dataset = str(config.data.dataset).strip()
+    if chosen == "auto" and keras.backend.backend() == "jax" and (
+            dataset == "embedded" or dataset.startswith("folder:")):
+        return "numpy"
+    return chosen
 
 
 def train_info(config: ml_collections.ConfigDict) -> tuple[DatasetInfo, int]:
     """The train split's info and the number of classes (``data.num_classes`` or the
     dataset's), without building a pipeline."""
-    info = dataset_info(config.data.dataset, "train", **data_kwargs(config))
+    info = dataset_info(config.data.dataset, "train", input=input_pipeline(config),
+                        **data_kwargs(config))
     n = int(config.data.num_classes)
     return info, n if n > 0 else info.num_classes
 
 
 def start(config: ml_collections.ConfigDict, seed_first: bool = False):
-    """The ``tf.distribute`` strategy of ``config.execution``, and the seed.
+    """The strategy of ``config.execution`` (tf.distribute's, or the JAX backend's
+    :class:`spnas.train.jax_distribute.JaxStrategy`), after seeding.
 
     Call it before any tensor exists: ``cpu_replicas`` splits the CPU into
     logical devices, which TensorFlow allows only before it starts. The order
@@ -126,7 +151,10 @@ def start(config: ml_collections.ConfigDict, seed_first: bool = False):
         enable_determinism()
     if seed_first:
         keras.utils.set_random_seed(int(config.seed))
-    strategy = get_strategy(ex.strategy, ex.tpu, int(ex.cpu_replicas))
+    strategy = get_strategy(
+        ex.strategy, ex.tpu, int(ex.cpu_replicas), bool(ex.get("jax_distributed", False)),
+        coordinator_address=ex.get("coordinator_address", ""),
+        num_processes=int(ex.get("num_processes", 0)), process_id=int(ex.get("process_id", -1)))
     if not seed_first:
         keras.utils.set_random_seed(int(config.seed))
     return strategy
@@ -200,8 +228,9 @@ def build_datasets(
         return ds, info
 
     train, info = train_from(0)
+    pad = {"pad_multiple": local_replicas()} if local_replicas() > 1 else {}
     evalset, eval_info = build_dataset(data.dataset, eval_split, eval_batch_size(config.schedule),
-                                       image_size, training=False, **kw)
+                                       image_size, training=False, **kw, **pad)
     # A fresh pipeline for every use: iterating one seeded, reshuffling dataset a
     # second time gives another order, so a resumed run (whose fit starts on a new
     # pipeline) would recalibrate BN on other batches than an uninterrupted one.
@@ -239,6 +268,16 @@ def metrics(schedule: ml_collections.ConfigDict, ce: bool = False, top_k: int = 
     return out
 
 
+def _jit_compile(ex: ml_collections.ConfigDict) -> bool:
+    """XLA for the train step: ``execution.jit_compile`` on TensorFlow (off by default:
+    plain TF graphs are faster on CPU), always on JAX, where a step without ``jax.jit``
+    runs op by op (Keras' debugging mode; across devices it can even deadlock), unless
+    ``run_eagerly``."""
+    if ex.run_eagerly:
+        return False
+    return keras.backend.backend() == "jax" or bool(ex.jit_compile)
+
+
 def compile_model(model: keras.Model, config: ml_collections.ConfigDict, lr,
                   metric_list: Sequence) -> keras.Model:
     """Compiles ``model`` with the recipe's optimizer and loss (inside ``strategy.scope()``)."""
@@ -246,8 +285,9 @@ def compile_model(model: keras.Model, config: ml_collections.ConfigDict, lr,
     model.compile(
         optimizer=optimizer(config.schedule, lr),
         loss=loss(config.schedule),
-        metrics=list(metric_list),
-        jit_compile=bool(ex.jit_compile) and not ex.run_eagerly,
+        # weighted: the zero-weight padding of a data-parallel evaluation batch is not counted
+        weighted_metrics=list(metric_list),
+        jit_compile=_jit_compile(ex),
         run_eagerly=bool(ex.run_eagerly),
     )
     if model.optimizer.use_ema:  # MnasNet's EMA covers the BN moving statistics too
@@ -271,8 +311,10 @@ def fit(model: keras.Model, dataset, total_steps: int, checkpoint_dir: str,
     t0 = time.time()
     try:
         stream = dataset.train_from if isinstance(dataset, Datasets) else dataset
+        extra = [StatisticAverages()] if getattr(model.optimizer, "averages_statistics_after_step",
+                                                 False) else []
         steps = run_fit(model, stream, total_steps, checkpoint_dir,
-                        int(config.execution.checkpoint_every), list(callbacks))
+                        int(config.execution.checkpoint_every), [*extra, *callbacks])
     finally:
         for c in closing:
             c.close()

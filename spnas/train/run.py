@@ -44,9 +44,11 @@ from spnas.train.checks import (  # noqa: F401  (re-exported: the trainer's publ
     resolve_arch,
     with_classes,
 )
-from spnas.train.metrics import GlobalStepTensorBoard, TrainLogger
+from spnas.train.distribute import is_chief
+from spnas.train.metrics import TrainLogger
 from spnas.train.recipe import schedule_lengths  # noqa: F401  (re-exported)
 from spnas.train.runner import TqdmProgress, restore_checkpoint
+from spnas.train.scalars import TrainScalars
 
 REPORT_FILE = "train_report.json"
 MODEL_FILE = "model.keras"  # read by spnas-export
@@ -121,9 +123,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, arch: ArchLike | None =
     resumed_from = _restore(model, ckpt_dir, plan)
     logger = TrainLogger(os.path.join(workdir, LOG_FILE), config.execution.log_every,
                          lengths.per_epoch, lr)
-    tensorboard = GlobalStepTensorBoard(os.path.join(workdir, TENSORBOARD_DIR),
-                                        update_freq=int(config.execution.log_every),
-                                        write_graph=False)
+    tensorboard = TrainScalars(os.path.join(workdir, TENSORBOARD_DIR),
+                               int(config.execution.log_every), lr)
     progress = TqdmProgress(lengths.total, keys=("loss", "accuracy"), desc="train")
     s = config.schedule
     print(
@@ -134,18 +135,23 @@ def run(config: ml_collections.ConfigDict, workdir: str, arch: ArchLike | None =
         f"({lengths.per_epoch:.2f}/epoch), warm-up {s.warmup_epochs:g} epochs, peak lr {s.lr:g}"
         + (f"; resuming at step {resumed_from}" if resumed_from else "")
     )
-    steps, seconds = recipe.fit(model, data, lengths.total, ckpt_dir, config,
-                                [logger, tensorboard, progress], closing=(progress, logger))
-    with recipe.ema_evaluation(model, data, int(s.bn_recalibration_batches), moving_stats=True,
-                               callbacks=[tensorboard]) as ev:
-        final = build_from_plan(plan)  # plain layers, no optimizer: what the exporter loads
-        final.set_weights(model.get_weights())
-    save_model_atomic(final, os.path.join(workdir, MODEL_FILE))
+    try:
+        steps, seconds = recipe.fit(model, data, lengths.total, ckpt_dir, config,
+                                    [logger, tensorboard, progress], closing=(progress, logger))
+        with recipe.ema_evaluation(model, data, int(s.bn_recalibration_batches),
+                                   moving_stats=True) as ev:
+            final = build_from_plan(plan)  # plain layers, no optimizer: what the exporter loads
+            final.set_weights(model.get_weights())
+        tensorboard.write_eval(steps, ev.result)
+    finally:
+        tensorboard.close()
     report = _report(config, prepared, plan, data, ev, steps, lengths, seconds, resumed_from,
                      strategy.num_replicas_in_sync)
     report["reproducibility"] = recipe.reproducibility(config, strategy, resumed_from)
-    atomic_write_json(os.path.join(workdir, REPORT_FILE), report)
-    _print_result(report, plan, workdir)
+    if is_chief():  # the other hosts of a cluster write (and print) nothing
+        save_model_atomic(final, os.path.join(workdir, MODEL_FILE))
+        atomic_write_json(os.path.join(workdir, REPORT_FILE), report)
+        _print_result(report, plan, workdir)
     return report
 
 

@@ -16,6 +16,7 @@ the current global step on (``dataset`` may be a function of the start step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from spnas.errors import UserError
 from spnas.fileio import atomic_write_json
+from spnas.train.distribute import is_chief
 
 CKPT_WEIGHTS = "ckpt.weights.h5"
 CKPT_META = "ckpt.json"
@@ -78,7 +80,13 @@ def save_checkpoint(model: keras.Model, directory: str, callbacks: list | None =
     Callbacks with ``checkpoint_state() -> dict`` (JSON-able) have it saved too
     (e.g. the latency-target controller's last error) and get it back through
     ``restore_state(dict)`` when :func:`run_fit` resumes.
+
+    In a multi-host run only the chief writes (:func:`spnas.train.distribute.is_chief`);
+    the others return the step and restore from the chief's directory, which must
+    be on a filesystem they all see.
     """
+    if not is_chief():
+        return _step(model)
     os.makedirs(directory, exist_ok=True)
     final = os.path.join(directory, CKPT_WEIGHTS)
     tmp = os.path.join(directory, "ckpt-partial.weights.h5")
@@ -99,13 +107,23 @@ def _restore_callback_states(directory: str, callbacks: list) -> None:
             c.restore_state(states[type(c).__name__])
 
 
+def _strategy_scope(model: keras.Model):
+    """The scope of the tf.distribute strategy the model was made in (TensorFlow
+    backend; a no-op elsewhere)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
 def restore_checkpoint(model: keras.Model, directory: str) -> int:
     """Restores the last checkpoint if there is one; returns the global step (0 if none)."""
     path = os.path.join(directory, CKPT_WEIGHTS)
     if not os.path.exists(path):
         return 0
     if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+        # Its slots must be made where the model's variables were (tf.distribute
+        # refuses outside the strategy's scope; a resumed multi-worker run got there).
+        with _strategy_scope(model):
+            model.optimizer.build(model.trainable_variables)
     model.load_weights(path)
     step = _step(model)
     meta = _read_meta(directory)
@@ -136,7 +154,8 @@ class _ChunkCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # The last update may have blown the weights up although its loss was finite:
-        # never let such weights replace the last good checkpoint.
+        # never let such weights replace the last good checkpoint. Every process of a
+        # multi-host run checks (their replicas hold the same weights), so all stop together.
         for v in self.model.trainable_variables:
             if not np.all(np.isfinite(keras.ops.convert_to_numpy(v))):
                 raise TrainingDivergedError(
