@@ -12,13 +12,21 @@ For one configuration it builds and times, each in its own spawned process
   loss when ``--table`` is given),
 * ``fixed``: the same network with plain Keras MBConv-5x5-6 searchable layers
   (:mod:`spnas.models.blocks`),
-* ``multi_path``: :mod:`bench.multipath`, four candidate paths plus skip per layer.
+* ``multi_path``: :mod:`bench.multipath`, four candidate paths plus skip per layer,
+* ``searched_net`` (on request, not by default): the paper's searched network
+  (registry ``spnas_pixel1``, the net timm ships as ``spnasnet_100``) as a plain
+  Keras model, so that ``bench/gpu_run.py`` can set spnas' train step of the final
+  net beside timm's PyTorch one.
 
 Each step is one train step with the search's optimizer (RMSProp 0.9/0.9/1e-3 with
 the weight EMA, :class:`spnas.train.optim.MnasRMSprop`) on a synthetic batch
 already in device memory: a speed benchmark, not a dataset. On a CPU the timed
 steps alternate between the variants' live processes in rounds (``--rounds``),
-so that other processes' load falls on all of them alike.
+so that other processes' load falls on all of them alike. With one round
+(``--preset=imagenet``) ``--json`` is rewritten after every variant, so a run
+killed in the middle keeps the variants it finished. On the JAX backend nothing
+here imports TensorFlow (``tests/test_bench_gpu.py`` runs it with TensorFlow
+made unimportable).
 
     python bench/search_cost.py --preset=cpu-small --json=out.json
     KERAS_BACKEND=jax python bench/search_cost.py --preset=imagenet \
@@ -43,10 +51,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-VARIANTS = ("single_path", "fixed", "multi_path")
+VARIANTS = ("single_path", "fixed", "multi_path")  # the default set, and the report's
+EXTRA_VARIANTS = ("searched_net",)  # only when named in --variants
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train split
 SEARCH_EPOCHS = 8  # paper, Sec. 4
 PAPER_TPU_HOURS = 30.0  # paper, Sec. 4: 3.75 h on a TPUv2 (8 cores)
+PAPER_SEARCH_WALL_HOURS = 3.75  # paper, Sec. 4: "total wall-clock time of 3.75 hours on a TPUv2"
 LR_PER_256 = 0.016  # the release's search, scaled linearly with the batch
 LABEL_SMOOTHING = 0.1  # the release's search
 RUNTIME_LAMBDA = 0.020  # the release's search run; only scales the runtime loss
@@ -57,6 +67,9 @@ PRESETS = {
     # The paper's search space at 224, batch 256 (for a GPU).
     "imagenet": dict(space="paper", input_size=224, width=1.0, batch=256, num_classes=1000,
                      steps=50, warmup=5, rounds=1),
+    # Seconds on a CPU (bench/gpu_run.py --preset=tiny, tests): the 6-layer smoke space.
+    "tiny": dict(space="smoke", input_size=32, width=0.25, batch=8, num_classes=10,
+                 steps=4, warmup=1, rounds=1),
 }
 
 
@@ -67,9 +80,10 @@ class BenchConfigError(ValueError):
 # -- configuration ----------------------------------------------------------------------
 def make_space(cfg: dict):
     """The search space of a resolved config."""
-    from spnas.space import SearchSpace, embedded_space
+    from spnas.space import SearchSpace, embedded_space, smoke_space
 
-    base = embedded_space(cfg["num_classes"]) if cfg["space"] == "embedded" else SearchSpace()
+    spaces = {"embedded": embedded_space, "smoke": smoke_space}
+    base = spaces[cfg["space"]](cfg["num_classes"]) if cfg["space"] in spaces else SearchSpace()
     return dataclasses.replace(
         base, input_size=cfg["input_size"], width=cfg["width"], num_classes=cfg["num_classes"]
     )
@@ -112,9 +126,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 def parse_variants(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in names if v not in VARIANTS]
+    known = VARIANTS + EXTRA_VARIANTS
+    bad = [v for v in names if v not in known]
     if bad or not names:
-        raise BenchConfigError(f"--variants: unknown {bad or 'empty list'}; choose from {VARIANTS}.")
+        raise BenchConfigError(f"--variants: unknown {bad or 'empty list'}; choose from {known}.")
     return names
 
 
@@ -135,14 +150,27 @@ def build_fixed(space, weight_decay: float):
     return keras.Model(inputs, logits, name="fixed_k5e6")
 
 
+def build_searched_net(space, weight_decay: float):
+    """The paper's searched net (``spnas_pixel1`` = timm ``spnasnet_100``) at the space's
+    input size, width and classes: a plain network, no search machinery."""
+    from spnas.models import build_model
+
+    return build_model("spnas_pixel1", num_classes=space.num_classes, input_size=space.input_size,
+                       width=space.width, dropout=space.dropout, weight_decay=weight_decay,
+                       name="searched_net")
+
+
 def build_variant(name: str, space, table):
-    """One of :data:`VARIANTS`; the supernets get the runtime loss when ``table`` is set."""
+    """One of :data:`VARIANTS` or :data:`EXTRA_VARIANTS`; the supernets get the runtime
+    loss when ``table`` is set."""
     from spnas.search.supernet import WEIGHT_DECAY, build_supernet
 
     if name == "single_path":
         model = build_supernet(space, table)
     elif name == "fixed":
         return build_fixed(space, WEIGHT_DECAY)
+    elif name == "searched_net":
+        return build_searched_net(space, WEIGHT_DECAY)
     elif name == "multi_path":
         from bench.multipath import build_multipath_supernet
 
@@ -167,14 +195,23 @@ def searchable_layer_params(model, space) -> int:
     return total
 
 
-def run_variants(variants: list[str], cfg: dict, timeout_s: float) -> dict[str, dict]:
+def _add_step_stats(result: dict, ts: list[float]) -> None:
+    if ts and "error" not in result:
+        ts = sorted(ts)
+        result.update(step_ms=statistics.median(ts), step_ms_min=ts[0],
+                      step_ms_p10=ts[len(ts) // 10], step_ms_p90=ts[(len(ts) * 9) // 10])
+
+
+def run_variants(variants: list[str], cfg: dict, timeout_s: float,
+                 on_variant=None) -> dict[str, dict]:
     """Times each variant in its own process; ``cfg["rounds"]`` > 1 interleaves them.
 
     With rounds, every variant's process stays alive and the timed steps are
     split into rounds, each variant taking its turn in every round (one at a
     time), so that a shared machine's changing load hits all variants alike.
     With one round the processes run one after the other (needed on a GPU,
-    where live processes would share its memory).
+    where live processes would share its memory), and ``on_variant(results)``,
+    if given, is called with the results so far after each one.
     """
     from bench.step_worker import Worker
 
@@ -188,6 +225,10 @@ def run_variants(variants: list[str], cfg: dict, timeout_s: float) -> dict[str, 
             worker = Worker(v, cfg, timeout_s)
             times[v] = worker.time_steps(per_round[0])
             results[v] = worker.finish()
+            _add_step_stats(results[v], times[v])
+            if on_variant is not None:
+                on_variant(dict(results))
+        return results
     else:
         workers = {}
         for v in variants:
@@ -199,10 +240,7 @@ def run_variants(variants: list[str], cfg: dict, timeout_s: float) -> dict[str, 
                 times[v] += worker.time_steps(n)
         results = {v: w.finish() for v, w in workers.items()}
     for v, ts in times.items():
-        if ts and "error" not in results[v]:
-            ts = sorted(ts)
-            results[v].update(step_ms=statistics.median(ts), step_ms_min=ts[0],
-                              step_ms_p10=ts[len(ts) // 10], step_ms_p90=ts[(len(ts) * 9) // 10])
+        _add_step_stats(results[v], ts)
     return results
 
 
@@ -229,7 +267,7 @@ def summarize(results: dict[str, dict], cfg: dict) -> dict:
     projection = {}
     if space.input_size == 224 and space.width == 1.0:
         for v, ms in step_ms.items():
-            if ms:
+            if ms and v in VARIANTS:  # a search's cost: the supernets (and their plain twin)
                 ips = cfg["batch"] / (ms / 1e3)
                 projection[v] = {"images_per_s": ips,
                                  "hours": SEARCH_EPOCHS * IMAGENET_TRAIN_IMAGES / ips / 3600}
@@ -259,6 +297,8 @@ def summarize(results: dict[str, dict], cfg: dict) -> dict:
         "expected_sp_minus_fixed_params": expected_threshold_params(space),
         "projection_8_epochs": projection,
         "paper_tpu_hours": PAPER_TPU_HOURS,
+        "paper_search_wall_hours": PAPER_SEARCH_WALL_HOURS,
+        "variants_done": [v for v in results if "error" not in results[v]],
         "runtime_loss": (f"Pixel 1 table {cfg['table']} (lambda={RUNTIME_LAMBDA})"
                          if cfg["table"] else "none (no latency table for this space)"),
         "data": "synthetic random tensors in device memory (speed benchmark only)",
@@ -328,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float)
     parser.add_argument("--steps", type=int, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, help="untimed steps after the first (compiling) one")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, of {', '.join(VARIANTS + EXTRA_VARIANTS)}")
     parser.add_argument("--table", help="Pixel 1 latency table (only the paper's 224 space)")
     parser.add_argument("--bf16", action="store_true", help="mixed_bfloat16 policy (GPU)")
     parser.add_argument("--loop", choices=("tight", "train_on_batch"), default="tight",
@@ -349,12 +390,16 @@ def main(argv: list[str] | None = None) -> int:
         load_benchmark_table(cfg["table"], make_space(cfg))  # fail before any subprocess
     except (BenchConfigError, ValueError, FileNotFoundError) as e:
         parser.error(str(e))
-    results = run_variants(variants, cfg, args.timeout)
-    report = summarize(results, cfg)
+    from spnas.fileio import atomic_write_json
+
+    def write_partial(results: dict[str, dict]) -> None:
+        report = dict(summarize(results, cfg), complete=False, variants_requested=variants)
+        atomic_write_json(args.json, report)
+
+    results = run_variants(variants, cfg, args.timeout, on_variant=write_partial if args.json else None)
+    report = dict(summarize(results, cfg), complete=True, variants_requested=variants)
     print(markdown(report))
     if args.json:
-        from spnas.fileio import atomic_write_json
-
         atomic_write_json(args.json, report)
     return 1 if len(report["errors"]) == len(variants) else 0
 
