@@ -191,3 +191,36 @@ def test_paper_training_schedule_end_value():
     s = MnasNetSchedule(0.064, steps_per_epoch=1251, warmup_epochs=5)
     assert math.floor(437849 / 3002.4) == 145
     assert lr_at(s, 437849) == pytest.approx(0.064 * 0.97**145, rel=1e-5)
+
+
+def test_recipe_starts_the_accumulator_at_one_and_the_ema_at_the_weights():
+    """The recipe builds the optimizer before the train step is traced: after one fit
+    step on real digits every RMSProp accumulator is 0.9 * 1 + 0.1 g^2 >= 0.9 (built
+    inside the trace it started at 0) and every EMA shadow is 0.1 w0 + 0.9 w1 (decay
+    min(0.9999, 1/10) at step 0), not 0.9 w1 from a shadow that started at 0."""
+    from spnas.configs_path import load_config
+    from spnas.data import build_dataset
+    from spnas.search.run import load_search_table, space_from_config
+    from spnas.search.supernet import build_supernet
+    from spnas.train import recipe
+
+    config = load_config("smoke.py")
+    space = space_from_config(config, 10)
+    table = load_search_table(config, space)
+    model = build_supernet(space, table, weight_decay=config.schedule.weight_decay)
+    lengths = recipe.Lengths(4.0, 8)
+    recipe.compile_model(model, config, recipe.learning_rate(config.schedule, lengths),
+                         recipe.metrics(config.schedule, ce=True))
+    opt = model.optimizer
+    assert opt.built
+    w0 = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    data, _ = build_dataset("embedded", "train", 16, space.input_size, True, input="tf")
+    model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
+    velocities = [keras.ops.convert_to_numpy(v) for v in opt._velocities]
+    assert min(float(v.min()) for v in velocities) >= 0.9 - 1e-6
+    w1 = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    for a, b, avg in zip(w0, w1, opt._model_variables_moving_average):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(avg), 0.1 * a + 0.9 * b,
+                                   rtol=1e-5, atol=1e-6)
+    # The weight decay is one loss term per L2 coefficient, not one per weight.
+    assert len(model.losses) <= 3

@@ -292,6 +292,10 @@ def compile_model(model: keras.Model, config: ml_collections.ConfigDict, lr,
     )
     if model.optimizer.use_ema:  # MnasNet's EMA covers the BN moving statistics too
         model.optimizer.track_moving_statistics(moving_statistics(model))
+    # Built now, not inside the first trace of the train step: there Keras would trace
+    # the step twice (TensorFlow), and the EMA shadows would start at 0 instead of at
+    # the weights (tf.function drops assigns made while it creates variables).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
