@@ -53,14 +53,14 @@ def data(dataset: str = "embedded", image_size: int = 32) -> ml_collections.Conf
     ``tf`` or ``numpy`` to choose).
     """
     d = ml_collections.ConfigDict()
-    d.dataset = dataset
-    d.data_dir = ""
-    d.manual_dir = ""
+    d.dataset = dataset  # embedded | imagenet2012 | folder:/path (train/<class>/*.jpg) | a TFDS name
+    d.data_dir = ""  # TFDS data directory ("": TFDS default)
+    d.manual_dir = ""  # folder of ImageNet's two ILSVRC2012 tars (TFDS manual_dir)
     d.on_corrupt = "error"  # or "skip": skip and count unreadable images
-    d.validation_fraction = 0.1
+    d.validation_fraction = 0.1  # held-out share where the dataset has no validation split
     d.augment = ml_collections.FieldReference(None, field_type=str)  # None: dataset default
     d.num_classes = -1  # -1: from the dataset
-    d.image_size = image_size
+    d.image_size = image_size  # the network's input height and width
     d.input = "auto"  # auto | tf | numpy (the TensorFlow-free input pipeline)
     return d
 
@@ -82,20 +82,20 @@ def schedule(
     batches before the final evaluation (spnas/train/precise_bn.py; 0 = off).
     """
     s = ml_collections.ConfigDict()
-    s.batch_size = batch_size
+    s.batch_size = batch_size  # global batch (all replicas); lr follows
     s.eval_batch_size = 0  # 0: batch_size
-    s.epochs = float(epochs)
-    s.warmup_epochs = s.get_ref("epochs") * float(warmup_fraction)
+    s.epochs = float(epochs)  # the recipe's length; decay and warm-ups scale with it
+    s.warmup_epochs = s.get_ref("epochs") * float(warmup_fraction)  # linear lr warm-up
     s.steps_per_epoch = 0.0  # 0: train images / batch_size
     s.train_steps = 0  # 0: from epochs
-    s.lr_per_256 = LR_PER_256
-    s.lr = s.get_ref("lr_per_256") * s.get_ref("batch_size") / 256.0
-    s.lr_decay_epochs = DECAY_EPOCHS
-    s.lr_decay_rate = DECAY_RATE
+    s.lr_per_256 = LR_PER_256  # peak learning rate per 256 images (MnasNet 0.016)
+    s.lr = s.get_ref("lr_per_256") * s.get_ref("batch_size") / 256.0  # derived; set lr_per_256
+    s.lr_decay_epochs = DECAY_EPOCHS  # staircase decay period (MnasNet 2.4 epochs)
+    s.lr_decay_rate = DECAY_RATE  # decay factor per period (MnasNet 0.97)
     s.ema_decay = EMA_DECAY  # 0: no EMA (the raw weights are evaluated)
-    s.label_smoothing = LABEL_SMOOTHING
-    s.weight_decay = WEIGHT_DECAY
-    s.bn_recalibration_batches = bn_recalibration_batches
+    s.label_smoothing = LABEL_SMOOTHING  # MnasNet 0.1
+    s.weight_decay = WEIGHT_DECAY  # L2 on non-BN weights (MnasNet 1e-5)
+    s.bn_recalibration_batches = bn_recalibration_batches  # BN statistics recomputed for the EMA weights (0: off)
     return s
 
 
@@ -107,18 +107,18 @@ def execution(checkpoint_every: int = 100, log_every: int = 10) -> ml_collection
     (tests), checkpoint and log periods in steps, deterministic kernels."""
     e = ml_collections.ConfigDict()
     e.strategy = "auto"  # TF: auto | cpu | mirrored | multiworker | tpu; JAX: auto | data_parallel
-    e.tpu = ""
-    e.cpu_replicas = 1
+    e.tpu = ""  # TPU name or address for strategy=tpu ("": the local TPU VM)
+    e.cpu_replicas = 1  # mirrored on CPU: virtual CPU devices to replicate over
     # JAX, several hosts: call jax.distributed.initialize() first. The three below are
     # its arguments; left empty/0/-1 they are detected (Cloud TPU VM slices, SLURM, MPI).
     e.jax_distributed = False
     e.coordinator_address = ""  # host:port of process 0
-    e.num_processes = 0
-    e.process_id = -1
+    e.num_processes = 0  # 0: detected
+    e.process_id = -1  # -1: detected
     e.jit_compile = False  # TF: XLA on CPU is several times slower for these nets (JAX: always)
     e.run_eagerly = False  # True: no graph build (~30 s+ on 2 busy cores); for few-step tests
-    e.checkpoint_every = checkpoint_every
-    e.log_every = log_every
+    e.checkpoint_every = checkpoint_every  # steps between checkpoints (a rerun resumes there)
+    e.log_every = log_every  # steps between log rows (CSV, TensorBoard)
     # Same seed, same result: TensorFlow's deterministic kernels and one inter-op thread
     # (XLA's deterministic ops on the JAX backend). False trades that for speed where a
     # backend has faster non-deterministic kernels (GPU convolutions, scatter/segment

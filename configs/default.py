@@ -36,19 +36,16 @@ def get_config(arg=None):
     c.schedule = common.schedule(batch_size=64, epochs=common.PAPER_SEARCH_EPOCHS,
                                  bn_recalibration_batches=20)
     c.execution = common.execution(checkpoint_every=100, log_every=10)
-    c.seed = 0
+    c.seed = 0  # seeds the data split, shuffling, augmentation and initialisation
     # Search space (spnas.space.SearchSpace fields; input_size is data.image_size).
-    c.space = ml_collections.ConfigDict(
-        dict(
-            blocks=list(PAPER_BLOCK_STRINGS),
-            width=0.5,
-            stem_stride=2,
-            block_strides=[1, 1, 2, 2, 1, 2, 1],
-            stem_channels=32,
-            head_channels=1280,
-            dropout=0.2,
-        )
-    )
+    c.space = ml_collections.ConfigDict()
+    c.space.blocks = list(PAPER_BLOCK_STRINGS)  # the paper's 7 stages (spnas/space.py grammar)
+    c.space.width = 0.5  # channel multiplier
+    c.space.stem_stride = 2
+    c.space.block_strides = [1, 1, 2, 2, 1, 2, 1]  # first stride of each stage (32x32 inputs)
+    c.space.stem_channels = 32
+    c.space.head_channels = 1280
+    c.space.dropout = 0.2  # before the classifier
     # The superkernel's init: "fan_in" (ours: group norms start near 1, so the
     # thresholds get a gradient from the first step) or "fan_out" (MnasNet's conv
     # init, as the authors' release; spnas/superkernel/block.py).
@@ -59,7 +56,7 @@ def get_config(arg=None):
     c.lambda_warmup_epochs = c.schedule.get_ref("epochs") * (
         common.PAPER_SEARCH_WARMUP_EPOCHS / common.PAPER_SEARCH_EPOCHS
     )
-    c.indicator_keep_prob = 0.6
+    c.indicator_keep_prob = 0.6  # indicator dropout keep-probability during the warm-up
     c.lambda_ = 0.02  # the release's run; runtime loss = lambda * 1e3 * ln(R_ms)
     # Latency-target mode (0 = off): a PI controller sets lambda from ln(R / target)
     # after the warm-up (spnas/search/target.py): integral gain target_lr,
@@ -70,10 +67,10 @@ def get_config(arg=None):
     # the first run shows the trade-off (a mix of kernels and expansions; with the
     # release's fixed lambda = 0.02 this space decodes 17 of 20 layers as k5_e6).
     # 0 = off: the fixed-lambda mode of the paper.
-    c.target_ms = 0.32
-    c.target_lr = 0.02
-    c.target_kp = 1.0
-    c.target_max_lambda = 1.0
-    c.target_decode = True
-    c.target_tolerance = 0.05
+    c.target_ms = 0.32  # latency target in ms (0: fixed-lambda mode)
+    c.target_lr = 0.02  # controller integral gain
+    c.target_kp = 1.0  # controller proportional gain
+    c.target_max_lambda = 1.0  # bound on |lambda| in target mode
+    c.target_decode = True  # move the decoded net to the budget by a margin shift
+    c.target_tolerance = 0.05  # relative tolerance of the budget
     return c

@@ -12,9 +12,16 @@ flags and configs are read and checked in about a second, and only then does
 :func:`call` import the library module that needs Keras and TensorFlow. A bad
 flag never waits five seconds for TensorFlow to load.
 
+**Config flags** (``--config=FILE --config.KEY=VALUE``) are checked by
+:func:`spnas.cli_config.precheck` before absl parses them, defined only then,
+and every loaded config is checked by :func:`spnas.config_check.check` before
+the command's body runs; ``--help`` lists the config keys (both Keras-free).
+
 Errors: a :class:`spnas.errors.UserError` (bad input) or an ``OSError`` (a
 missing or unreadable file) is printed as one line ``prog: error: ...`` with
-exit status 2; anything else is a bug and keeps its traceback.
+exit status 2; :class:`spnas.errors.Interrupted` (SIGINT/SIGTERM during
+training, which stops at a step boundary) and a Ctrl-C anywhere else as one
+line with status 130; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -25,11 +32,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from absl import app
+from absl import app, flags
+from ml_collections import config_flags as ml_config_flags
 
-from spnas.errors import UserError
+from spnas import cli_config, config_check
+from spnas.cli_config import ConfigFlag
+from spnas.errors import Interrupted, UserError
+
+__all__ = ["ConfigFlag", "call", "entry_point", "guarded", "no_arguments"]
 
 REPORTED = (UserError, OSError)
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report it
 
 
 def call(target: str, /, *args: Any, **kwargs: Any) -> Any:
@@ -45,14 +58,49 @@ def guarded(prog: str, body: Callable[[list[str]], Any], argv: list[str]) -> Any
     except REPORTED as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing half-written is kept (outputs are written "
+              "atomically); the same command starts again.", file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
 
 
-def entry_point(prog: str, body: Callable[[list[str]], Any]) -> Callable[[], None]:
-    """The console-script function of a command whose absl flags are defined at import."""
+def _flag_lines(module_name: str) -> list[str]:
+    """``  --name: help (default: x)`` for the absl flags defined by ``module_name``."""
+    fl = flags.FLAGS
+    found = fl.flags_by_module_dict().get(module_name) or fl.flags_by_module_dict().get(
+        sys.argv[0], [])
+    return [f"  --{f.name}: {f.help}" + (f" (default: {f.default!r})" if f.default is not None
+                                         else "") for f in sorted(found, key=lambda f: f.name)]
+
+
+def entry_point(prog: str, body: Callable[[list[str]], Any],
+                configs: tuple[ConfigFlag, ...] = ()) -> Callable[[], None]:
+    """The console-script function of a command.
+
+    Its own absl flags are defined at import; its config flags (``configs``) are
+    checked in ``sys.argv`` first, then defined, and each loaded config is checked
+    before ``body(argv)`` runs.
+    """
 
     def main() -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-        app.run(lambda argv: guarded(prog, body, argv))
+        usage = sys.modules[body.__module__].__doc__
+        files = guarded(prog, lambda argv: cli_config.precheck(
+            prog, argv, configs, usage=usage, flag_lines=_flag_lines(body.__module__)), sys.argv)
+        for flag in configs:
+            ml_config_flags.DEFINE_config_file(flag.name, files[flag.name], flag.help,
+                                               lock_config=True)
+
+        def checked(argv: list[str]) -> Any:
+            for flag in configs:
+                config_check.check(flags.FLAGS[flag.name].value, flag.kind,
+                                   where=f"--{flag.name} ({files[flag.name]})")
+            return body(argv)
+
+        app.run(lambda argv: guarded(prog, checked, argv))
 
     return main
 

@@ -19,3 +19,10 @@ class SpnasError(Exception):
 
 class UserError(SpnasError, ValueError):
     """Bad input: the message names the file, key or value and what is allowed."""
+
+
+class Interrupted(SpnasError):
+    """The run was stopped by SIGINT or SIGTERM; the message says where it can resume.
+
+    The command-line tools print it as one line and exit with status 130.
+    """

@@ -22,14 +22,13 @@ latency tables and compared for equality; ``layers()`` flattens it into the
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from spnas.errors import UserError
+from spnas.fileio import read_json
 
 # Candidate operations of a searchable layer, in the column order of the paper's
 # Pixel 1 table (k3e3, k3e6, k5e3, k5e6); ``skip`` drops the whole layer.
@@ -39,6 +38,10 @@ SKIP = "skip"
 BN_MOMENTUM = 0.99  # MnasNet / Single-Path NAS release
 BN_EPSILON = 1e-3  # MnasNet / Single-Path NAS release
 CHANNEL_DIVISOR = 8  # MnasNet round_filters
+# How the superkernel's weights start (config key ``superkernel_init``):
+# "fan_in": a fan-in normal over all its channels (spnas' default);
+# "fan_out": MnasNet's conv init (spnas.superkernel.block.conv_init), as the authors' release.
+SUPERKERNEL_INITS = ("fan_in", "fan_out")
 IMAGENET_MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)  # MnasNet preprocessing
 IMAGENET_STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
@@ -472,14 +475,7 @@ def resolve_space(spec: str) -> SearchSpace:
         return smoke_space()
     if not spec.endswith(".json"):
         raise SpaceError(f"Unknown space {spec!r}; expected one of {SPACE_NAMES} or a .json file.")
-    if not os.path.isfile(spec):
-        raise FileNotFoundError(f"Search-space file {spec!r} does not exist.")
-    with open(spec, "rb") as f:
-        raw = f.read()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpaceError(f"Search-space file {spec!r} is not valid JSON: {e}.") from None
+    data = read_json(spec, SpaceError, "Search-space file")
     if isinstance(data, dict) and isinstance(data.get("space"), dict):
         data = data["space"]  # an arch.json
     if not isinstance(data, dict):

@@ -51,13 +51,14 @@ MAX_ENTRY_POINT_LINES = 100
 # rank-5 and rank-3/4 names of spnas.search come before the wide ones.
 # "spnas.x.*" also matches spnas.x itself.
 RANKS = (
-    (5, ("spnas.cli", "spnas.search.run", "spnas.train.run", "spnas.search.random_search",
+    (5, ("spnas.cli", "spnas.cli_config", "spnas.search.run", "spnas.train.run", "spnas.search.random_search",
          "spnas.pipeline", "spnas.pipeline.*", "*.main", "*_main", "spnas.latency.cli*")),
-    (3, ("spnas.search.supernet", "spnas.search.target", "spnas.models.*")),
+    (3, ("spnas.search.supernet", "spnas.search.target", "spnas.models.*",
+         "spnas.config_check")),
     (4, ("spnas.train.*", "spnas.export.*", "spnas.latency.*", "spnas.search.callbacks",
          "spnas.search.report")),
     (2, ("spnas.superkernel.*", "spnas.data.*")),
-    (1, ("spnas.tables.*", "spnas.arch.*")),
+    (1, ("spnas.tables.*", "spnas.arch.*", "spnas.workdir")),
     (0, ("spnas", "spnas.errors", "spnas.fileio", "spnas.space", "spnas.configs_path",
          "spnas.configs.*")),
 )

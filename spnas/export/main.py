@@ -15,14 +15,11 @@ digits this takes well under a minute on a laptop CPU.
 from __future__ import annotations
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from spnas import cli
-from spnas.configs_path import default_config_path
+from spnas import cli, config_check
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", default_config_path("export_default.py"),
-                                "Export configuration file.", lock_config=True)
+CONFIGS = (cli.ConfigFlag("config", "export_default.py", "export", "Export configuration file."),)
 flags.DEFINE_string("workdir", None, "Work directory (reads model.keras, writes the exports).")
 # The flags spnas-export had before its config: thin aliases that set a config key.
 ALIASES = {"model": "model", "dataset": "data.dataset", "data_dir": "data.data_dir",
@@ -60,7 +57,9 @@ def _body(argv) -> None:
     cli.no_arguments(argv)
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required.")
-    result = cli.call("spnas.export.report:run", _config(), FLAGS.workdir)
+    config = _config()
+    config_check.check(config, "export", where="--config with the alias flags")
+    result = cli.call("spnas.export.report:run", config, FLAGS.workdir)
     f, q = result["float"], result["int8"]
     print(f"float: {f['size_bytes']} bytes, max |diff| {f['max_abs_diff']:.3g} "
           f"(rel {f['max_rel_diff']:.3g}), {f['latency_ms']:.4f} ms")
@@ -68,7 +67,7 @@ def _body(argv) -> None:
           f"{q['latency_ms']:.4f} ms")
 
 
-main = cli.entry_point("spnas-export", _body)
+main = cli.entry_point("spnas-export", _body, CONFIGS)
 
 if __name__ == "__main__":
     main()

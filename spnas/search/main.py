@@ -6,14 +6,11 @@ Without ``--config`` it runs the embedded default (``configs/default.py``).
 from __future__ import annotations
 
 from absl import flags
-from ml_collections import config_flags
 
 from spnas import cli
-from spnas.configs_path import default_config_path
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", default_config_path("default.py"),
-                                "Search configuration file.", lock_config=True)
+CONFIGS = (cli.ConfigFlag("config", "default.py", "search", "Search configuration file."),)
 flags.DEFINE_string("workdir", None, "Output directory (arch.json, logs, figures, checkpoints).")
 flags.mark_flag_as_required("workdir")
 
@@ -23,7 +20,7 @@ def _body(argv):
     cli.call("spnas.search.run:run", FLAGS.config, FLAGS.workdir)
 
 
-main = cli.entry_point("spnas-search", _body)
+main = cli.entry_point("spnas-search", _body, CONFIGS)
 
 if __name__ == "__main__":
     main()

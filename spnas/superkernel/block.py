@@ -25,7 +25,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from spnas.space import BN_EPSILON, BN_MOMENTUM, LayerSpec
+from spnas.space import BN_EPSILON, BN_MOMENTUM, SUPERKERNEL_INITS, LayerSpec
 from spnas.superkernel.layer import SuperkernelDepthwiseConv
 
 __all__ = [
@@ -54,10 +54,6 @@ def conv_init() -> keras.initializers.Initializer:
         scale=2.0, mode="fan_out", distribution="untruncated_normal")
 
 
-# How the superkernel's weights start (config key ``superkernel_init``):
-# "fan_in": a fan-in normal over all its channels (spnas' default);
-# "fan_out": MnasNet's conv init (:func:`conv_init`), as the authors' release.
-SUPERKERNEL_INITS = ("fan_in", "fan_out")
 
 
 def superkernel_init(mode: str = "fan_in") -> keras.initializers.Initializer:

@@ -16,18 +16,14 @@ import ml_collections
 
 from spnas.arch.handoff import Arch, load_arch
 from spnas.arch.plan import ArchLike, ModelPlan, plan_model
-from spnas.errors import UserError
+from spnas.config_check import ConfigError
+from spnas.config_check import check as check_keys_and_values
 from spnas.fileio import check_writable_dir
 
-# The strategies a config may name (spnas/train/distribute.py): tf.distribute's on the
-# TensorFlow backend, keras.distribution's data parallelism on the JAX backend.
-TF_STRATEGIES = ("auto", "cpu", "mirrored", "multiworker", "tpu")
-JAX_STRATEGIES = ("auto", "data_parallel")
-STRATEGIES = (*TF_STRATEGIES, "data_parallel")
 ARCH_FILE = "arch.json"  # written by spnas-search into the same work directory
 
 
-class TrainConfigError(UserError):
+class TrainConfigError(ConfigError):
     """The training configuration cannot work (checked before anything is built)."""
 
 
@@ -86,41 +82,10 @@ def load_once(arch: ArchLike) -> ArchLike:
     return arch
 
 
-def _need(ok: bool, message: str) -> None:
-    if not ok:
-        raise TrainConfigError(message)
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """Raises TrainConfigError naming the first value that cannot work."""
-    s, ex = config.schedule, config.execution
-    for key, value, ok, allowed in (
-        ("schedule.batch_size", s.batch_size, int(s.batch_size) >= 1, ">= 1"),
-        ("schedule.eval_batch_size", s.eval_batch_size, int(s.eval_batch_size) >= 0, ">= 0"),
-        ("schedule.train_steps", s.train_steps, int(s.train_steps) >= 0, ">= 0"),
-        ("schedule.steps_per_epoch", s.steps_per_epoch, float(s.steps_per_epoch) >= 0, ">= 0"),
-        ("schedule.warmup_epochs", s.warmup_epochs, float(s.warmup_epochs) >= 0, ">= 0"),
-        ("schedule.lr", s.lr, float(s.lr) > 0, "> 0"),
-        ("schedule.lr_decay_epochs", s.lr_decay_epochs, float(s.lr_decay_epochs) > 0, "> 0"),
-        ("schedule.lr_decay_rate", s.lr_decay_rate, 0 < float(s.lr_decay_rate) <= 1, "in (0, 1]"),
-        ("schedule.ema_decay", s.ema_decay, 0 <= float(s.ema_decay) < 1, "in [0, 1)"),
-        ("schedule.label_smoothing", s.label_smoothing, 0 <= float(s.label_smoothing) < 1,
-         "in [0, 1)"),
-        ("schedule.weight_decay", s.weight_decay, float(s.weight_decay) >= 0, ">= 0"),
-        ("schedule.bn_recalibration_batches", s.bn_recalibration_batches,
-         int(s.bn_recalibration_batches) >= 0, ">= 0"),
-        ("execution.checkpoint_every", ex.checkpoint_every, int(ex.checkpoint_every) >= 1, ">= 1"),
-        ("execution.log_every", ex.log_every, int(ex.log_every) >= 1, ">= 1"),
-    ):
-        _need(ok, f"{key} must be {allowed}, got {value}.")
-    _need(
-        float(s.epochs) > 0 or int(s.train_steps) > 0,
-        f"schedule.epochs must be > 0 (or schedule.train_steps set), got {s.epochs}.",
-    )
-    _need(
-        ex.strategy in STRATEGIES,
-        f"execution.strategy must be one of {STRATEGIES}, got {ex.strategy!r}.",
-    )
+def check_config(config: ml_collections.ConfigDict, where: str = "config") -> None:
+    """Raises TrainConfigError naming the first key or value that cannot work
+    (:func:`spnas.config_check.check` with the training config's keys)."""
+    check_keys_and_values(config, "train", where=where, error=TrainConfigError)
 
 
 def plan_for(config: ml_collections.ConfigDict, arch: ArchLike) -> ModelPlan:

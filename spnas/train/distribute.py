@@ -22,7 +22,7 @@ from typing import Any
 
 import keras
 
-from spnas.train.checks import JAX_STRATEGIES, STRATEGIES, TF_STRATEGIES
+from spnas.config_check import JAX_STRATEGIES, STRATEGIES, TF_STRATEGIES
 
 __all__ = ["STRATEGIES", "enable_determinism", "get_strategy", "is_chief", "local_replicas",
            "process_share"]

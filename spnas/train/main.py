@@ -10,15 +10,12 @@ directory are checked (:func:`spnas.train.checks.prepare`) before TensorFlow loa
 from __future__ import annotations
 
 from absl import flags
-from ml_collections import config_flags
 
 from spnas import cli
-from spnas.configs_path import default_config_path
 from spnas.train import checks
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", default_config_path("train_default.py"),
-                                "Training configuration file.", lock_config=True)
+CONFIGS = (cli.ConfigFlag("config", "train_default.py", "train", "Training configuration file."),)
 flags.DEFINE_string("workdir", None, "Output directory (model.keras, train_report.json, logs, "
                     "checkpoints); a rerun of the same command resumes there.")
 flags.DEFINE_string("arch", None, "Architecture to train: a registry name, an arch.json path, "
@@ -35,7 +32,7 @@ def _body(argv):
     cli.call("spnas.train.run:run", config, FLAGS.workdir, prepared=prepared)
 
 
-main = cli.entry_point("spnas-train", _body)
+main = cli.entry_point("spnas-train", _body, CONFIGS)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ import sys
 
 import tensorflow as tf
 
-from spnas.train.checks import TF_STRATEGIES
+from spnas.config_check import TF_STRATEGIES
 
 __all__ = ["enable_determinism", "get_strategy", "is_chief"]
 
@@ -42,7 +42,7 @@ def get_strategy(name: str = "auto", tpu: str = "", cpu_replicas: int = 1):
     """Returns a ``tf.distribute.Strategy``.
 
     Args:
-      name: one of :data:`spnas.train.checks.TF_STRATEGIES`.
+      name: one of :data:`spnas.config_check.TF_STRATEGIES`.
       tpu: TPU name or ``grpc://`` address (``tpu`` only; empty = local TPU VM).
       cpu_replicas: with ``mirrored`` and no GPU, split the CPU into this many
         logical devices (tests and laptops: data parallelism without a GPU).
