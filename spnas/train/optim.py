@@ -136,16 +136,14 @@ class MnasRMSprop(keras.optimizers.RMSprop):
         else:
             self.assign_sub(variable, increment)
 
-    def _update_model_variables_moving_average(self, trainable_variables):
-        if not self.use_ema:
-            return
-        n = ops.cast(self.iterations, "float32")
-        decay = ops.minimum(self.ema_momentum, (1.0 + n) / (10.0 + n))
-        pairs = [(var, average) for var, average
-                 in zip(trainable_variables, self._model_variables_moving_average)
-                 if average is not None]
-        if not self.averages_statistics_after_step:
-            pairs += list(zip(self._tracked_statistics, self._statistic_averages))
+    def _ema_decay(self, n):
+        """The EMA decay after step ``n`` (0-based): MnasNet's ``num_updates`` warm-up."""
+        n = ops.cast(n, "float32")
+        return ops.minimum(self.ema_momentum, (1.0 + n) / (10.0 + n))
+
+    @staticmethod
+    def _assign_averages(pairs, decay) -> None:
+        """``average <- d * average + (1 - d) * var`` for each pair (d cast once per dtype)."""
         weights = {}  # dtype -> (decay, 1 - decay)
         for var, average in pairs:
             key = str(var.dtype)
@@ -154,6 +152,16 @@ class MnasRMSprop(keras.optimizers.RMSprop):
                 weights[key] = (d, 1.0 - d)
             d, rest = weights[key]
             average.assign(d * average + rest * var)
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        if not self.use_ema:
+            return
+        pairs = [(var, average) for var, average
+                 in zip(trainable_variables, self._model_variables_moving_average)
+                 if average is not None]
+        if not self.averages_statistics_after_step:
+            pairs += list(zip(self._tracked_statistics, self._statistic_averages))
+        self._assign_averages(pairs, self._ema_decay(self.iterations))
 
     @property
     def _tracked_statistics(self) -> list:
@@ -171,10 +179,8 @@ class MnasRMSprop(keras.optimizers.RMSprop):
         taken (``iterations`` has already counted it)."""
         if not self.use_ema or not self._statistic_averages:
             return
-        n = float(ops.convert_to_numpy(self.iterations)) - 1.0
-        decay = min(float(self.ema_momentum), (1.0 + n) / (10.0 + n))
-        for var, average in zip(self._tracked_statistics, self._statistic_averages):
-            average.assign(decay * average + (1.0 - decay) * var)
+        self._assign_averages(zip(self._tracked_statistics, self._statistic_averages),
+                              self._ema_decay(self.iterations - 1))
 
     def averaged_pairs(self, model: keras.Model) -> list:
         """(variable, its average) for the trainable weights and the tracked BN statistics."""
@@ -197,13 +203,12 @@ class _References:
 
 
 class StatisticAverages(keras.callbacks.Callback):
-    """Averages the BN statistics a :class:`MnasRMSprop` tracks after every step, on
-    backends where the step itself cannot (JAX: ``averages_statistics_after_step``)."""
+    """Averages the BN statistics a :class:`MnasRMSprop` tracks after every step; added
+    (by :func:`spnas.train.recipe.fit`) only where the step itself cannot
+    (``averages_statistics_after_step``: JAX)."""
 
     def on_train_batch_end(self, batch, logs=None):
-        opt = self.model.optimizer
-        if isinstance(opt, MnasRMSprop) and opt.averages_statistics_after_step:
-            opt.average_statistics()
+        self.model.optimizer.average_statistics()
 
 
 def moving_statistics(model: keras.Model) -> list:
