@@ -26,9 +26,12 @@ line with status 130; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -45,10 +48,53 @@ REPORTED = (UserError, OSError)
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report it
 
 
+# What TensorFlow's native libraries print to stderr while they load on a machine
+# without a GPU: not about the user's run, and TF_CPP_MIN_LOG_LEVEL does not reach it.
+NATIVE_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|"
+    r"cudart_stub\.cc|failed call to cuInit|Could not find cuda drivers|cuda_(platform|dnn|blas|fft)"
+    r"|computation placer already registered|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|TensorFlow binary is optimized to use available CPU instructions"
+    r"|rebuild TensorFlow with the appropriate compiler flags")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered():
+    """Captures what native code writes to file descriptor 2 and passes on every line
+    but :data:`NATIVE_NOISE` when the block ends (nothing else is lost)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and not NATIVE_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
 def call(target: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Imports ``"package.module:function"`` now and calls it (the TensorFlow seam)."""
+    """Imports ``"package.module:function"`` now and calls it (the TensorFlow seam).
+
+    The import is where TensorFlow loads: its start-up noise about absent GPUs is
+    dropped (:data:`NATIVE_NOISE`), anything else it prints is kept.
+    """
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    with _native_stderr_filtered():
+        loaded = importlib.import_module(module)
+        if "tensorflow" in sys.modules:  # the CUDA probe runs at the first device query
+            sys.modules["tensorflow"].config.list_physical_devices()
+    return getattr(loaded, name)(*args, **kwargs)
 
 
 def guarded(prog: str, body: Callable[[list[str]], Any], argv: list[str]) -> Any:

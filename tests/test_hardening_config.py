@@ -234,3 +234,14 @@ def test_ctrl_c_and_interrupted_are_one_line(capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("spnas-x: interrupted")
     assert err[1] == "spnas-x: interrupted at step 4; checkpoint in D"
+
+
+def test_native_start_up_noise_is_dropped_and_the_rest_kept(capfd):
+    with cli._native_stderr_filtered():
+        os.write(2, b"I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers on your "
+                    b"machine, GPU will not be used.\n")
+        os.write(2, b"E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
+        os.write(2, b"a real warning about the user's run\n")
+    err = capfd.readouterr().err
+    assert "a real warning about the user's run" in err
+    assert "cuda" not in err.lower()
