@@ -28,6 +28,7 @@ import ml_collections
 from spnas.config_check import leaves, suggest
 from spnas.configs_path import default_config_path
 from spnas.errors import UserError
+from spnas.fileio import read_input_bytes
 
 HELP_ARGS = ("--help", "-help", "-h", "--helpshort", "-helpshort", "-?")
 _TRUE = ("true", "t", "yes", "y", "1")
@@ -89,15 +90,7 @@ def load_config_file(spec: str, flag: str = "config") -> ml_collections.ConfigDi
     where = f"--{flag}={spec}"
     if not path:
         raise ConfigFlagError(f"{where}: empty path; give a config file (e.g. configs/smoke.py).")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Config file {path!r} ({where}) does not exist.")
-    if os.path.isdir(path):
-        raise ConfigFlagError(f"Config file {path!r} ({where}) is a directory, not a Python file.")
-    try:
-        with open(path, "rb") as f:
-            source = f.read()
-    except OSError as e:
-        raise ConfigFlagError(f"Config file {path!r} cannot be read: {e.strerror or e}.") from None
+    source = read_input_bytes(path, "Config file", ConfigFlagError)
     try:
         code = compile(source, path, "exec")
     except (SyntaxError, ValueError) as e:

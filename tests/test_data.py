@@ -1,7 +1,7 @@
 """Tests of spnas.data on real data: the embedded digits and CIFAR-10 JPEG folders."""
 
 import logging
-import os
+import sys
 import tarfile
 import time
 
@@ -11,6 +11,11 @@ import tensorflow as tf
 
 from spnas.data import DatasetError, DatasetInfo, build_dataset, dataset_info
 from spnas.data.splits import stratified_split
+from tests.helpers import REPO
+
+if str(REPO) not in sys.path:  # ``bench`` lives beside ``spnas``, not inside it
+    sys.path.insert(0, str(REPO))
+from bench.input_throughput import extract as _extract_subset  # noqa: E402
 
 # reference facts: ImageNet mean (0.485, 0.456, 0.406)*255 and std (0.229, 0.224, 0.225)*255
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
@@ -35,24 +40,6 @@ PER_CLASS = 20
 def _scan_cache(tmp_path, monkeypatch):
     """Keep the folder-scan cache out of the developer's home directory."""
     monkeypatch.setenv("SPNAS_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _extract_subset(tarball, dest, per_class):
-    counts = {}
-    with tarfile.open(tarball) as archive:
-        for member in archive:
-            if not member.isfile():
-                continue
-            cls = member.name.split("/")[1]
-            if counts.get(cls, 0) >= per_class:
-                continue
-            counts[cls] = counts.get(cls, 0) + 1
-            target = dest / "train" / cls / os.path.basename(member.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.extractfile(member).read())
-            if len(counts) == len(CIFAR_CLASSES) and min(counts.values()) >= per_class:
-                break
-    return dest
 
 
 @pytest.fixture(scope="session")

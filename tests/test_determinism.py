@@ -104,11 +104,18 @@ def test_search_same_seed_under_load_is_identical(quiet_search, tmp_path):
     assert {"margin5x5", "margin100c", "margin50c"} <= set(loaded["decisions"][0])
 
 
+def _forget_run(workdir) -> None:
+    """The short run stands in for a run killed at its last checkpoint: forgetting its
+    run record (which would refuse the longer config) lets the full config continue it."""
+    os.remove(os.path.join(workdir, "run.json"))
+
+
 def test_resumed_search_equals_uninterrupted(quiet_search, tmp_path):
     workdir, quiet = quiet_search
     # Stop after the first checkpoint (step 4 of 8: inside the lambda warm-up, so the
     # indicator-dropout draws must continue where they were), then resume.
     _search(tmp_path, "--config.schedule.train_steps=4")
+    _forget_run(tmp_path)
     resumed = _search(tmp_path)
     assert resumed["reproducibility"]["resumed_from_step"] == 4
     assert resumed["layers"] == quiet["layers"]
@@ -133,6 +140,7 @@ def test_training_same_seed_under_load_and_resumed_is_identical(tmp_path):
     _run("spnas.train.main", loaded, *TRAIN_FLAGS, load=True)
     _run("spnas.train.main", resumed, *TRAIN_FLAGS[:2], "--config.schedule.train_steps=2",
          *TRAIN_FLAGS[3:])
+    _forget_run(resumed)
     _run("spnas.train.main", resumed, *TRAIN_FLAGS)
     ckpt = os.path.join("train_checkpoints", "ckpt.weights.h5")
     reference = _h5_arrays(quiet / ckpt)
@@ -174,6 +182,7 @@ def test_resumed_target_search_equals_uninterrupted(tmp_path):
              "--config.execution.checkpoint_every=4")  # 16 steps, warm-up 10
     whole = _search(tmp_path / "whole", *flags)
     _search(tmp_path / "cut", *flags, "--config.schedule.train_steps=12")
+    _forget_run(tmp_path / "cut")
     resumed = _search(tmp_path / "cut", *flags)
     assert resumed["reproducibility"]["resumed_from_step"] == 12
     assert resumed["search"]["lambda"] == whole["search"]["lambda"] != 0.0

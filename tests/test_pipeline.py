@@ -8,15 +8,20 @@ from spnas.configs_path import load_config
 from spnas.tables import resolve_table_path
 
 
+def _smoke_train(steps: int = 2):
+    train = load_config("train_default.py")
+    train.update_from_flattened_dict({
+        "schedule.train_steps": steps, "schedule.batch_size": 16, "execution.run_eagerly": True,
+        "schedule.bn_recalibration_batches": 1, "execution.checkpoint_every": 2,
+        "execution.log_every": 1})
+    return train
+
+
 def test_pipeline_smoke(tmp_path, capsys):
     from spnas.pipeline.run import REPORT, run
 
     search = load_config("smoke.py")
-    train = load_config("train_default.py")
-    train.update_from_flattened_dict({
-        "schedule.train_steps": 2, "schedule.batch_size": 16, "execution.run_eagerly": True,
-        "schedule.bn_recalibration_batches": 1, "execution.checkpoint_every": 2,
-        "execution.log_every": 1})
+    train = _smoke_train()
     summary = run(search, train, str(tmp_path))
     out = capsys.readouterr().out
     saved = json.loads((tmp_path / REPORT).read_text())
@@ -64,3 +69,27 @@ def test_pipeline_smoke(tmp_path, capsys):
     assert exported["dataset"]["validation_fraction"] == search.data.validation_fraction
     # The arch the search wrote was handed over once, as an object.
     assert trained["arch"]["sha256"] == saved["arch"]["sha256"] and trained["arch"]["file"]
+    _rerun_skips_the_finished_stages(search, train, tmp_path, summary, capsys)
+
+
+def _rerun_skips_the_finished_stages(search, train, tmp_path, first, capsys):
+    """A rerun of the finished pipeline rewrites nothing and prints the recorded summary;
+    one with another training config is refused (spnas/workdir.py)."""
+    from spnas.pipeline.run import REPORT, run
+    from spnas.workdir import RUN_FILE
+
+    names = ("arch.json", "model.keras", "train_report.json", "model_float.tflite",
+             "export_report.json", REPORT, RUN_FILE)
+    files = {n: (tmp_path / n).read_bytes() for n in names}
+    capsys.readouterr()
+    again = run(search, train, str(tmp_path))
+    captured = capsys.readouterr()
+    assert again == json.loads(json.dumps(first))
+    assert {n: (tmp_path / n).read_bytes() for n in names} == files
+    said = captured.out + captured.err
+    for stage in ("search", "training", "export", "pipeline"):
+        assert f"the {stage} in {tmp_path} is" in said and "already finished" in said, stage
+    assert "prediction error (exact vs measured)" in captured.out
+    with pytest.raises(Exception, match=r"train run .*does not fit this config: .*train_steps"):
+        run(search, _smoke_train(steps=3), str(tmp_path))
+    assert {n: (tmp_path / n).read_bytes() for n in names} == files

@@ -8,7 +8,7 @@ Importing this package imports no TensorFlow.
 """
 
 from spnas.data.folder_layout import list_class_images
-from spnas.data.pipeline import build_dataset, dataset_info, resolve_input
+from spnas.data.pipeline import build_dataset, dataset_info, dataset_kind, resolve_input
 from spnas.data.source import INPUTS, DatasetError, DatasetInfo
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "DatasetInfo",
     "build_dataset",
     "dataset_info",
+    "dataset_kind",
     "list_class_images",
     "resolve_input",
 ]

@@ -22,6 +22,7 @@ import numpy as np
 
 from spnas.data.source import DatasetError, DatasetInfo
 from spnas.data.splits import stratified_split
+from spnas.fileio import check_input_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,32 @@ _MAX_LISTED = 5  # corrupt files named in an error message
 
 
 def _visible_dirs(path: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+    try:
+        entries = list(os.scandir(path))
+    except OSError as err:
+        raise DatasetError(f"image folder directory {path} cannot be listed: "
+                           f"{err.strerror or err}") from None
+    return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
 
 def _image_files(class_dir: str) -> list[str]:
-    """Image files under ``class_dir`` (recursively), sorted; hidden files ignored."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+    """Image files under ``class_dir`` (recursively), sorted; hidden files ignored.
+
+    Symbolic links to directories are followed, each directory once (a link
+    back up the tree would otherwise list the same files again at every level).
+    """
+
+    def unreadable(err: OSError) -> None:
+        raise DatasetError(f"image folder directory {err.filename} cannot be listed: "
+                           f"{err.strerror or err}")
+
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(class_dir, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
@@ -66,9 +86,16 @@ def _layout(root: str) -> tuple[str, str, str | None]:
     if not root:
         raise DatasetError(f'"{PREFIX}" needs a directory: "{PREFIX}/path/to/root"')
     root = os.path.abspath(os.path.expanduser(root))
-    if not os.path.isdir(root):
-        raise DatasetError(f"image folder root {root} does not exist or is not a directory")
+    try:
+        check_input_dir(root, "image folder root", DatasetError)
+    except FileNotFoundError as err:
+        raise DatasetError(f"{err} Expected {root}/train/<class>/*.jpg") from None
+    except PermissionError as err:
+        raise DatasetError(str(err)) from None
     train_dir = os.path.join(root, "train")
+    if os.path.lexists(train_dir) and not os.path.isdir(train_dir):
+        raise DatasetError(f"image folder {root}: {train_dir} is a file, not a directory of "
+                           "<class>/ sub-directories")
     if not os.path.isdir(train_dir):
         raise DatasetError(
             f"image folder {root} has no train/ directory; expected "
@@ -103,7 +130,8 @@ def split_files(
     root, train_dir, val_dir = _layout(root)
     class_names = _visible_dirs(train_dir)
     if not class_names:
-        raise DatasetError(f"{train_dir} has no class sub-directories (<class>/*.jpg)")
+        raise DatasetError(f"image folder {train_dir} has no class sub-directories "
+                           "(<class>/*.jpg)")
     if split == "validation" and val_dir is not None:
         paths, labels = _list_dir(val_dir, class_names)
     else:
@@ -122,6 +150,9 @@ def split_files(
         raise DatasetError(
             f"no {'/'.join(IMAGE_EXTENSIONS)} images for split {split!r} under {where}{detail}"
         )
+    if len(class_names) < 2:
+        raise DatasetError(f"image folder {train_dir} has one class sub-directory "
+                           f"({class_names[0]!r}); a classifier needs at least two classes")
     return f"{PREFIX}{root}", class_names, paths, labels
 
 
@@ -150,17 +181,19 @@ def drop_corrupt(
     """Applies ``on_corrupt`` to a scan's ``{path: reason}``: raises a DatasetError
     naming the files (``"error"``) or logs them and drops them (``"skip"``)."""
     if corrupt:
-        listed = "\n  ".join(f"{p}: {r}" for p, r in list(corrupt.items())[:_MAX_LISTED])
+        # One line (the command-line tools print an error as one line): the first
+        # files with their reasons, then how many more.
+        listed = "; ".join(f"{p} ({r})" for p, r in list(corrupt.items())[:_MAX_LISTED])
         more = len(corrupt) - _MAX_LISTED
-        listed += f"\n  ... and {more} more" if more > 0 else ""
+        listed += f"; ... and {more} more" if more > 0 else ""
         if on_corrupt == "error":
             raise DatasetError(
                 f"{len(corrupt)} corrupt or unreadable image file(s) in {name} "
-                f"split {split!r}:\n  {listed}\n"
+                f"split {split!r}: {listed}. "
                 'Remove or replace them, or pass on_corrupt="skip" to skip them.'
             )
         log.warning(
-            "skipping %d corrupt or unreadable image file(s) in %s split %r:\n  %s",
+            "skipping %d corrupt or unreadable image file(s) in %s split %r: %s",
             len(corrupt),
             name,
             split,
@@ -169,7 +202,8 @@ def drop_corrupt(
         keep = [i for i, p in enumerate(paths) if p not in corrupt]
         paths, labels = [paths[i] for i in keep], labels[keep]
     if not paths:
-        raise DatasetError(f"every image file of {name} split {split!r} is corrupt")
+        raise DatasetError(f"every image file of {name} split {split!r} is corrupt or "
+                           f"unreadable ({len(corrupt)} files, e.g. {next(iter(corrupt), '?')})")
     return paths, labels
 
 

@@ -49,6 +49,9 @@ _TENSORFLOW = "tensorflow"
 _TF_PIPELINE = "spnas.data.tf_pipeline"
 _TFDS_SOURCE = "spnas.data.tfds_source"
 _NUMPY_PIPELINE = "spnas.data.numpy_pipeline"
+# The folder sources with their corruption scans (tf.data's scan needs TensorFlow,
+# the Pillow scan does not), by the input they serve.
+_FOLDER_SOURCES = {"tf": "spnas.data.folder", "numpy": "spnas.data.numpy_source"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,6 +86,15 @@ def tfds_needs_tensorflow(name: str) -> DatasetError:
         'and "embedded" (the scikit-learn digits). Export the split to an image folder, '
         'or install TensorFlow and use input="tf".'
     )
+
+
+def dataset_kind(name: str) -> str:
+    """``"embedded"``, ``"folder"`` or ``"tfds"``: which source reads dataset ``name``.
+
+    Raises:
+      DatasetError: a name no source reads.
+    """
+    return _parse_name(name)[0]
 
 
 def _parse_name(name: str) -> tuple[str, str]:
@@ -121,12 +133,17 @@ def dataset_info(
     validation_fraction: float = 0.1,
     seed: int = 0,
     input: str = "auto",
+    on_corrupt: str | None = None,
 ) -> DatasetInfo:
     """Cheap metadata of a dataset split, without building a pipeline.
 
     Image folders are only listed (no decoding): ``skipped`` is 0 and
-    ``image_size`` None; ``build_dataset``'s info has both after its corruption
-    scan. An unprepared ``imagenet2012`` with valid tar files reports the standard
+    ``image_size`` None, and ``num_examples`` counts files that may prove
+    corrupt. With ``on_corrupt`` given, a folder split is scanned as
+    ``build_dataset`` with that ``on_corrupt`` and ``input`` scans it (the same
+    scanner, so its cached result serves the build that follows): the info then
+    counts the images that will be used, and ``skipped`` the corrupt ones. An
+    unprepared ``imagenet2012`` with valid tar files reports the standard
     ILSVRC2012 sizes without preparing anything. Only TFDS names need TensorFlow.
 
     Args:
@@ -138,6 +155,8 @@ def dataset_info(
         seed: seed of that held-out split.
         input: ``"auto"``, ``"tf"`` or ``"numpy"``, as ``build_dataset``'s (TFDS
             names are an error under the numpy input).
+        on_corrupt: None (list folders only), or ``"error"``/``"skip"``: scan
+            a folder split and apply the policy, as ``build_dataset`` does.
 
     Returns:
         The split's DatasetInfo.
@@ -151,7 +170,11 @@ def dataset_info(
     if kind == "embedded":
         return embedded_info(split, fraction, seed)
     if kind == "folder":
-        return folder_info(arg, split, fraction, seed)
+        if on_corrupt is None:
+            return folder_info(arg, split, fraction, seed)
+        check_choice(on_corrupt, ON_CORRUPT, "on_corrupt")
+        module = importlib.import_module(_FOLDER_SOURCES[resolve_input(input)])
+        return module.folder_source(arg, split, fraction, seed, on_corrupt).info
     return _tfds_module(arg, input).tfds_info(arg, split, data_dir, manual_dir, fraction, seed)
 
 

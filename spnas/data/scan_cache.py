@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 
 from spnas import fileio
@@ -68,16 +68,33 @@ def cache_path(kind: str, paths: Sequence[str], tag: str) -> str:
 
 
 def read(path: str, version: int, num_files: int) -> ScanResult | None:
-    """The cached result at ``path``, or None if absent, stale or unreadable."""
-    if not os.path.exists(path):
+    """The cached result at ``path``, or None if absent, stale or damaged.
+
+    The cache is ours and is rebuilt by scanning again, but a damaged file is
+    said in one note line on stderr, not passed over silently.
+    """
+    if not os.path.lexists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            cached = json.load(f)
-        if cached.get("version") == version and cached.get("num_files") == num_files:
-            return ScanResult(dict(cached["corrupt"]), cached["image_size"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        log.warning("ignoring unreadable folder scan cache %s", path)
+        cached = fileio.read_json(path, ValueError, "folder scan cache")
+        if cached.get("version") != version or cached.get("num_files") != num_files:
+            return None
+        corrupt, size = cached["corrupt"], cached["image_size"]
+        if not isinstance(corrupt, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in corrupt.items()):
+            raise ValueError(f"folder scan cache {path!r}: 'corrupt' is not a {{path: reason}} "
+                             "object.")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+            raise ValueError(f"folder scan cache {path!r}: 'image_size' {size!r} is not an "
+                             "integer.")
+        return ScanResult(dict(corrupt), size)
+    except (OSError, ValueError, KeyError, AttributeError) as err:
+        reason = (err if isinstance(err, (OSError, ValueError))
+                  else f"folder scan cache {path!r} is not a scan record ({type(err).__name__}: "
+                  f"{err})")
+        print(f"note: ignoring the damaged folder scan cache ({fileio.one_line(reason)}); "
+              "scanning the images again.", file=sys.stderr)
+        log.warning("ignoring damaged folder scan cache %s: %s", path, err)
     return None
 
 

@@ -27,6 +27,7 @@ from spnas.data.source import (
     unknown_name_error,
 )
 from spnas.data.splits import seeded_split_mask
+from spnas.fileio import check_input_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ _ASSUMED_JPEG_BYTES = 110_000  # average ImageNet JPEG; used when the image size
 def _builder(name: str, data_dir: str | None):
     if not NAME_RE.match(name):
         raise unknown_name_error(name)
+    if data_dir and os.path.lexists(data_dir):  # a new one is made when ImageNet is prepared
+        try:
+            check_input_dir(os.path.expanduser(data_dir), "TFDS data_dir", DatasetError)
+        except OSError as err:
+            raise DatasetError(str(err)) from None
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:

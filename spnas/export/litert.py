@@ -21,6 +21,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from spnas.export.tflite import ExportError
+from spnas.fileio import one_line, read_input_bytes
 
 # Invokes before timing (allocations, caches, delegate set-up). On our 2-core
 # VM the first few hundred invokes of a 32x32 net ran up to 30 % slower than
@@ -97,6 +98,9 @@ def make_interpreter(tflite_bytes: bytes, threads: int = 1, delegates: bool = Tr
         raise ExportError(f"threads must be >= 1, got {threads}.")
     if not isinstance(tflite_bytes, (bytes, bytearray)) or not tflite_bytes:
         raise ExportError("Expected the bytes of a .tflite model.")
+    if not is_tflite(tflite_bytes):
+        raise ExportError("LiteRT cannot load the model: the bytes are not a TFLite "
+                          "flatbuffer (no 'TFL3' identifier).")
     resolver = (OpResolverType.AUTO if delegates
                 else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     try:
@@ -104,8 +108,33 @@ def make_interpreter(tflite_bytes: bytes, threads: int = 1, delegates: bool = Tr
                              experimental_op_resolver_type=resolver)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        raise ExportError(f"LiteRT cannot load the model: {e}") from e
+        raise ExportError(f"LiteRT cannot load the model: {one_line(e)}") from e
     return interp
+
+
+def is_tflite(data: bytes) -> bool:
+    """Whether ``data`` starts like a TFLite flatbuffer (file identifier ``TFL3``)."""
+    return len(data) >= 8 and bytes(data[4:8]) == b"TFL3"
+
+
+def read_tflite(path: str, what: str = "TFLite model") -> bytes:
+    """The bytes of a ``.tflite`` file, checked: every failure one line naming the file.
+
+    The file must be a readable, non-empty TFLite flatbuffer that LiteRT loads.
+
+    Raises:
+      FileNotFoundError, PermissionError: missing or unreadable.
+      ExportError: a directory, empty, not a TFLite flatbuffer, or damaged.
+    """
+    data = read_input_bytes(path, what, ExportError)
+    if not is_tflite(data):
+        raise ExportError(f"{what} {path!r} is not a TFLite flatbuffer (no 'TFL3' identifier).")
+    try:
+        make_interpreter(data, delegates=False)
+    except ExportError as e:
+        reason = str(e).removeprefix("LiteRT cannot load the model: ").rstrip(".")
+        raise ExportError(f"{what} {path!r} is damaged or truncated: {reason}.") from None
+    return data
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -17,7 +17,9 @@ work directory, ``model_float.tflite``, ``model_int8.tflite`` and
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import zipfile
 from collections.abc import Iterable
 
 import keras
@@ -28,11 +30,20 @@ import tensorflow as tf
 # Registers spnas's serialisable layers (SearchableMBConv, Supernet, ...) for loading.
 import spnas.search.supernet  # noqa: F401
 import spnas.superkernel  # noqa: F401
+from spnas.config_check import check as check_config
 from spnas.data import build_dataset
 from spnas.export import litert
 from spnas.export.tflite import ExportError, convert_float, convert_int8
-from spnas.fileio import atomic_write_bytes, atomic_write_json, check_writable_dir, sha256_file
+from spnas.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_input_file,
+    check_writable_dir,
+    one_line,
+    sha256_file,
+)
 from spnas.train.recipe import pipeline_kwargs
+from spnas.workdir import RUN_FILE, begin_stage, locked
 
 REPORT_FORMAT = "spnas.export_report/1"
 FLOAT_FILE = "model_float.tflite"
@@ -45,20 +56,47 @@ DEFAULT_NUM_EVAL = 200
 def load_keras_model(path: str):
     """Loads a ``.keras`` file (plain or spnas layers), without compiling.
 
+    The file is checked first (:func:`spnas.fileio.check_input_file`), then as
+    a ``.keras`` zip archive, then loaded; the model must take square RGB
+    images, as every spnas network does.
+
     Raises:
       FileNotFoundError: naming the missing path.
-      ExportError: the file is not a loadable Keras model.
+      PermissionError: the file cannot be read.
+      ExportError: a directory, empty, not a ``.keras`` archive, damaged or
+        truncated, layers Keras does not know, or not an image model (one line
+        naming the file).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if path and not os.path.lexists(path):
         raise FileNotFoundError(
             f"Model file {path!r} does not exist (spnas-train writes the EMA weights to "
             f"<workdir>/{MODEL_FILE}; pass --model=PATH.keras otherwise)."
         )
+    check_input_file(path, "Keras model", ExportError)
+    if not path.endswith((".keras", ".h5")):
+        raise ExportError(f"Keras model {path!r} must be a .keras file (or a legacy .h5 file); "
+                          f"spnas-train writes <workdir>/{MODEL_FILE}.")
+    if path.endswith(".keras"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError) as e:
+            raise ExportError(f"Keras model {path!r} is not a .keras zip archive (damaged or "
+                              f"truncated?): {one_line(e)}.") from None
+        if "config.json" not in names:
+            raise ExportError(f"Keras model {path!r} is a zip archive but not a Keras model "
+                              "(no config.json inside).")
     try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as e:  # Keras raises ValueError/OSError/zip errors alike
-        raise ExportError(f"Cannot load Keras model {path!r}: {e}") from e
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # Keras raises ValueError/TypeError/OSError/zip errors alike
+        raise ExportError(f"Cannot load Keras model {path!r}: {one_line(e)}") from e
+    shape = tuple(model.inputs[0].shape) if len(getattr(model, "inputs", None) or []) == 1 else ()
+    if len(shape) != 4 or shape[3] != 3 or not shape[1] or shape[1] != shape[2]:
+        raise ExportError(f"Keras model {path!r} is not an image classifier spnas can export: "
+                          f"its input is {shape or 'not a single tensor'}, expected "
+                          "(None, S, S, 3).")
+    return model
 
 
 def take_images(batches: Iterable, count: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -234,16 +272,40 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         ``int8_io``.
       workdir: reads ``model.keras`` there, writes the exports and the report.
 
+    The work directory is locked and the export checked against its record
+    (``run.json``; :mod:`spnas.workdir`): a finished export of the same model with
+    the same config is returned as recorded, without rewriting anything; one of
+    another config or model is refused.
+
     Raises:
-      ExportError, DatasetError, FileNotFoundError, PermissionError: naming the problem.
+      ExportError, DatasetError, FileNotFoundError, PermissionError, WorkdirBusy,
+      RunRecordError: naming the problem.
     """
-    num_calibration, num_eval = int(config.num_calibration), int(config.num_eval)
-    if num_calibration < 1 or num_eval < 1:
-        raise ExportError(
-            f"num_calibration and num_eval must be >= 1, got {num_calibration} and {num_eval}."
-        )
+    check_config(config, "export", error=ExportError)  # as the CLI does, for API callers
     model_path = config.model or os.path.join(workdir, MODEL_FILE)
     model = load_keras_model(model_path)
+    workdir = check_writable_dir(workdir)
+    with locked(workdir):
+        stage = begin_stage(workdir, "export", config.to_dict(), prog="spnas-export",
+                            inputs={"model_sha256": sha256_file(model_path)}, error=ExportError)
+        report_path = os.path.join(workdir, REPORT_FILE)
+        if stage.finished and os.path.isfile(report_path):
+            print(f"spnas-export: the export in {workdir} is already finished with this config "
+                  f"and model (recorded in {RUN_FILE}); nothing is rewritten. report: "
+                  f"{report_path}", flush=True)
+            with open(report_path) as f:
+                return json.load(f)
+        if stage.finished:
+            raise ExportError(
+                f"The export in {workdir} finished ({os.path.join(workdir, RUN_FILE)}) but its "
+                f"{report_path} is gone; restore it, or use a new --workdir to export again.")
+        report = _export(config, workdir, model, model_path)
+        stage.finish({"file": REPORT_FILE, "float": FLOAT_FILE, "int8": INT8_FILE})
+        return report
+
+
+def _export(config: ml_collections.ConfigDict, workdir: str, model, model_path: str) -> dict:
+    """The export itself, in a locked and recorded work directory."""
     calibration, images, labels = export_images(config, int(model.inputs[0].shape[1]))
     data = config.data
     meta = {

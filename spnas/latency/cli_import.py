@@ -1,4 +1,8 @@
-"""``spnas-latency import --table=ORIGINAL.json --out=TABLE.json [--device=...]``."""
+"""``spnas-latency import --table=ORIGINAL.json --out=TABLE.json [--device=...]``.
+
+``--table`` is read like every table argument (a file, or a shipped table's
+name, which is then rejected for being in spnas format already).
+"""
 
 from __future__ import annotations
 

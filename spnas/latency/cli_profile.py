@@ -7,12 +7,10 @@ is written atomically, only when profiling has finished
 
 from __future__ import annotations
 
-import os
-
 from absl import flags
 
 from spnas import cli
-from spnas.fileio import check_writable_dir
+from spnas.fileio import check_output_file
 from spnas.latency.cli_flags import make_target, require
 from spnas.latency.cpus import parse_cpus
 from spnas.space import resolve_space
@@ -33,8 +31,9 @@ def body() -> None:
     require("profile", ("out",), "--out")
     target = make_target()
     affinity = parse_cpus(FLAGS.affinity)
-    # Fail on an unwritable destination now, not after minutes of profiling.
-    check_writable_dir(os.path.dirname(os.path.abspath(FLAGS.out)))
+    # Fail on a destination that cannot be written (a directory, a read-only
+    # place) now, not after minutes of profiling.
+    check_output_file(FLAGS.out, "Output table")
     space = resolve_space(FLAGS.space)
     # target goes by position: it is also the name of cli.call's first parameter.
     table = cli.call(

@@ -12,11 +12,10 @@ import os
 from absl import app, flags
 
 from spnas import cli
-from spnas.fileio import check_writable_dir
+from spnas.fileio import check_input_dir, check_output_file
 from spnas.latency.cli_flags import given, make_target, require
 from spnas.latency.cpus import parse_cpus
 from spnas.space import SearchSpace, resolve_space
-from spnas.tables import shipped
 from spnas.tables.table import load_table
 
 FLAGS = flags.FLAGS
@@ -40,8 +39,12 @@ def body() -> dict:
     require("validate", ("table", "report"), "--table and --report")
     target = make_target()
     affinity = parse_cpus(FLAGS.affinity) if target is None else None
-    check_writable_dir(os.path.dirname(os.path.abspath(FLAGS.report)))
-    table = load_table(shipped.resolve(FLAGS.table))
+    check_output_file(FLAGS.report, "Report")
+    if FLAGS.plot:
+        check_output_file(FLAGS.plot, "Plot")
+    if FLAGS.cache_dir and os.path.lexists(FLAGS.cache_dir):
+        check_input_dir(FLAGS.cache_dir, "--cache_dir")
+    table = load_table(FLAGS.table)  # a file or a shipped table's name
     # target goes by position: it is also the name of cli.call's first parameter.
     report, plot = cli.call(
         "spnas.latency.validate:validate_to_file", table, _space(table, FLAGS.table), target,

@@ -16,7 +16,13 @@
 ``all_<choice>`` (e.g. ``all_k5_e6``, the supernet itself). The last line of
 ``predict`` is ``predicted_ms: <value>``.
 
-``--table`` takes a table file or a shipped table's name (``embedded_cpu``).
+``--table`` takes a table file or a shipped table's name (``embedded_cpu``),
+resolved by the one resolver every table argument goes through
+(:func:`spnas.tables.shipped.resolve`, called by ``load_table``). An ``--arch``
+with no space of its own (``all_<choice>``) is read in the table's recorded
+space. A table, arch or output path that cannot be what it should be (missing,
+a directory, empty, binary, truncated, of another format or version) is one
+line naming the file.
 
 ``profile`` times every candidate of every searchable layer of a space as a
 one-layer TFLite model with the LiteRT interpreter on this host

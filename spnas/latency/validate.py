@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from spnas.errors import UserError
+from spnas.export.litert import read_tflite
 from spnas.fileio import atomic_write_bytes, atomic_write_json
 from spnas.latency.build import host_description, statistic_of
 from spnas.latency.probe import convert, network_model
@@ -251,9 +252,11 @@ def _converted(space: SearchSpace, choices: list[str], cache_dir: str | None) ->
         return convert(network_model(space, choices))
     key = json.dumps([space.to_dict(), choices, tf.__version__], sort_keys=True)
     path = os.path.join(cache_dir, f"net_{hashlib.sha256(key.encode()).hexdigest()[:20]}.tflite")
-    if os.path.isfile(path):
-        with open(path, "rb") as f:
-            return f.read()
+    if os.path.lexists(path):
+        try:
+            return read_tflite(path, "Cached network")
+        except (OSError, UserError) as e:  # ours to rebuild, but say so
+            print(f"note: {e} Converting it again.")
     fb = convert(network_model(space, choices))
     atomic_write_bytes(path, fb)
     return fb

@@ -6,7 +6,10 @@ recipe (:func:`spnas.train.run.run`, given the search's :class:`Arch` object)
 its latency on this host -> one summary table: predicted vs measured latency,
 accuracy and model size. Each stage is the library function its own CLI calls,
 on one work directory, so a killed pipeline rerun with the same command resumes
-(search and training restore their checkpoints).
+(search and training restore their checkpoints). The work directory is locked
+once for the whole pipeline, and each stage checks its record (``run.json``,
+:mod:`spnas.workdir`): a rerun skips the finished stages, and a finished
+pipeline shows its recorded summary.
 
 **One data section.** The search config's ``data`` section drives all three
 stages: training and export run on a copy of their configs whose ``data`` is the
@@ -18,6 +21,7 @@ images. The command line is in :mod:`spnas.pipeline.main`.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -28,12 +32,13 @@ from spnas.arch.handoff import Arch
 from spnas.configs import export_default
 from spnas.export.report import FLOAT_FILE
 from spnas.export.report import run as export_run
-from spnas.fileio import atomic_write_json
+from spnas.fileio import atomic_write_json, check_writable_dir
 from spnas.latency.build import statistic_of
 from spnas.latency.drift import measure_with_drift
 from spnas.search.run import run as search_run
 from spnas.tables.table import load_table
 from spnas.train.run import run as train_run
+from spnas.workdir import RUN_FILE, begin_stage, locked
 
 REPORT = "pipeline_report.json"
 
@@ -71,19 +76,37 @@ def run(search_config: ml_collections.ConfigDict, train_config: ml_collections.C
     train_config = with_data(train_config, search_config.data, "train")
     export_config = with_data(export_config, search_config.data, "export",
                               seed=int(train_config.seed), eval_split=train_config.eval_split)
-    t0 = time.time()
-    print("== 1/3 search ==", flush=True)
-    arch = search_run(search_config, workdir)
-    t_search = time.time() - t0
-    print("== 2/3 train the searched net ==", flush=True)
-    trained = train_run(train_config, workdir, arch=arch)
-    t_train = time.time() - t0 - t_search
-    print("== 3/3 export to TFLite and measure ==", flush=True)
-    exported = export_run(export_config, workdir)
-    statistic, drift = _measure_drift(arch, workdir, search_config.get("table_proxy", False))
-    summary = _summary(arch, trained, exported, statistic, drift, workdir,
-                       (t_search, t_train, time.time() - t0))
-    atomic_write_json(os.path.join(workdir, REPORT), summary)
+    workdir = check_writable_dir(workdir)
+    # One lock for the whole pipeline (the stages take it again, re-entrantly); each
+    # stage checks its own record and skips itself when it had finished.
+    with locked(workdir):
+        t0 = time.time()
+        print("== 1/3 search ==", flush=True)
+        arch = search_run(search_config, workdir)
+        t_search = time.time() - t0
+        print("== 2/3 train the searched net ==", flush=True)
+        trained = train_run(train_config, workdir, arch=arch)
+        t_train = time.time() - t0 - t_search
+        print("== 3/3 export to TFLite and measure ==", flush=True)
+        exported = export_run(export_config, workdir)
+        configs = {"search": search_config.to_dict(), "train": train_config.to_dict(),
+                   "export": export_config.to_dict()}
+        # The stages refused any other config already; this entry only says whether
+        # the summary was made (then it is shown, not measured and written again).
+        stage = begin_stage(workdir, "pipeline", configs, refuse=False, prog="spnas-pipeline")
+        path = os.path.join(workdir, REPORT)
+        if stage.finished and os.path.isfile(path):
+            print(f"spnas-pipeline: the pipeline in {workdir} is already finished with these "
+                  f"configs (recorded in {RUN_FILE}); its summary, from {path}:", flush=True)
+            with open(path) as f:
+                summary = json.load(f)
+        else:
+            statistic, drift = _measure_drift(arch, workdir,
+                                              search_config.get("table_proxy", False))
+            summary = _summary(arch, trained, exported, statistic, drift, workdir,
+                               (t_search, t_train, time.time() - t0))
+            atomic_write_json(path, summary)
+            stage.finish({"file": REPORT})
     for line in summary_table(summary):
         print(line)
     return summary

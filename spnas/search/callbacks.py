@@ -10,13 +10,15 @@ schedule reads the optimizer's step, so a resumed run picks up where it was.
 from __future__ import annotations
 
 import csv
-import os
+import io
 
 import keras
 import numpy as np
 
+from spnas.fileio import atomic_write_text
 from spnas.search.supernet import Supernet
 from spnas.train.distribute import is_chief
+from spnas.train.metrics import read_log
 from spnas.train.scalars import open_writer
 
 
@@ -119,8 +121,9 @@ class SearchLogger(keras.callbacks.Callback):
     Columns: step, epoch, loss, ce, accuracy (each the mean over the steps since
     the previous row, i.e. a window of ``every`` steps), lr, lambda, keep_prob,
     runtime_ms (from the hard decisions) and, per searchable layer,
-    ``L<i>_d5x5``, ``L<i>_d100c``, ``L<i>_d50c``. On resume, rows past the
-    restored step are dropped so the log has each step once.
+    ``L<i>_d5x5``, ``L<i>_d100c``, ``L<i>_d50c``. Rows are keyed by step: on
+    (re)start the file is rewritten atomically with the rows up to the restored
+    step only (none for a start at step 0), so the log has each step once.
 
     Keras reports a metric as its running mean since the start of the epoch (of
     each ``fit`` chunk here), which would draw a curve that resets every
@@ -155,15 +158,17 @@ class SearchLogger(keras.callbacks.Callback):
         if self._file is not None or not is_chief():  # other hosts of a cluster write nothing
             return
         step = _global_step(self.model)
-        rows = []
-        if os.path.exists(self.csv_path):
-            with open(self.csv_path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        self._file = open(self.csv_path, "w", newline="")
+        # Rows are keyed by step: keep those up to the restored checkpoint (none at step 0,
+        # which is logged again below), rewritten atomically (a kill here must not lose
+        # them), then append. A row cut short by a kill is dropped.
+        kept = [r for r in read_log(self.csv_path) if step > 0 and int(r["step"]) <= step]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(self.csv_path, buffer.getvalue())
+        self._file = open(self.csv_path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.fields)
-        self._writer.writeheader()
-        self._writer.writerows(rows)
-        self._file.flush()
         self._tb = open_writer(self.tb_dir)
         if step == 0:
             self._log(0, {})

@@ -16,7 +16,8 @@ import os
 import keras
 import ml_collections
 
-from spnas.arch.handoff import Arch, make_arch, write_arch
+from spnas.arch.handoff import Arch, load_arch, make_arch, write_arch
+from spnas.config_check import check as check_config
 from spnas.fileio import atomic_write_json, check_writable_dir, sha256_file
 from spnas.search import report
 from spnas.search.callbacks import SearchLogger, SearchSchedule, kernel_channel_std
@@ -36,6 +37,7 @@ from spnas.tables.table import load_table
 from spnas.train import recipe
 from spnas.train.distribute import is_chief
 from spnas.train.runner import TqdmProgress, checkpoint_step
+from spnas.workdir import RUN_FILE, RunRecordError, StageRun, begin_stage, locked
 
 __all__ = ["SearchConfigError", "run", "space_from_config", "load_search_table", "summary_lines"]
 
@@ -115,12 +117,49 @@ def _decode(config, model, space: SearchSpace, table: BoundTable,
 def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
     """Runs a search; returns the arch.json it wrote, as the :class:`Arch` the trainer takes.
 
+    The work directory is locked for the run (:func:`spnas.workdir.locked`) and the
+    run is checked against its record (``run.json``, :func:`spnas.workdir.begin_stage`):
+    a rerun continues the same search, returns the arch.json of a finished one
+    without rewriting it, or is refused when the config differs.
+
     Raises:
       SearchConfigError, DatasetError, LatencyTableError, PermissionError,
-      TrainingDivergedError: each with a message naming the problem.
+      TrainingDivergedError, CheckpointError, WorkdirBusy, RunRecordError:
+        each with a message naming the problem.
+      Interrupted: SIGINT/SIGTERM during training (a checkpoint was saved).
     """
+    check_config(config, "search", error=SearchConfigError)  # as the CLI does, for API callers
     workdir = check_writable_dir(workdir)
     strategy = recipe.start(config, seed_first=True)
+    chief = is_chief()  # the other hosts of a cluster share the chief's directory and lock
+    with locked(workdir, take=chief):
+        ckpt_dir = os.path.join(workdir, "checkpoints")
+        stage = begin_stage(workdir, "search", config.to_dict(), write=chief,
+                            progress=checkpoint_step(ckpt_dir), prog="spnas-search")
+        if stage.finished:
+            return _recorded(workdir, stage)
+        arch = _search(config, workdir, strategy)
+        if arch.path:
+            stage.finish({"file": "arch.json", "sha256": arch.sha256,
+                          "steps": arch["search"]["steps"]})
+        return arch
+
+
+def _recorded(workdir: str, stage: StageRun) -> Arch:
+    """The arch.json of a finished search (nothing is rewritten)."""
+    path = os.path.join(workdir, "arch.json")
+    if not os.path.isfile(path):
+        raise RunRecordError(
+            f"The search in {workdir} finished ({os.path.join(workdir, RUN_FILE)}) but its "
+            f"{path} is gone; restore it, or use a new --workdir to search again.")
+    if stage.write:
+        print(f"spnas-search: the search in {workdir} is already finished with this config "
+              f"(recorded in {RUN_FILE}); nothing is rewritten. arch.json: {path}", flush=True)
+    return load_arch(path)
+
+
+def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
+    """The search itself, in a locked and recorded work directory."""
     info, num_classes = recipe.train_info(config)
     space = space_from_config(config, num_classes)
     table = load_search_table(config, space)
@@ -138,9 +177,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
         recipe.compile_model(model, config, lr, recipe.metrics(s, ce=True))
     callbacks, closing = _callbacks(config, model, lr, lengths, warmup_steps, target_ms, workdir)
     lo, hi = table.range_ms()
-    print(f"spnas-search: {config.data.dataset} ({info.num_examples} train images, "
-          f"{num_classes} classes), {space.input_size}x{space.input_size}, batch {s.batch_size} "
-          f"on {strategy.num_replicas_in_sync} replica(s); {lengths.total} steps "
+    print(f"spnas-search: {config.data.dataset} ({data.info.num_examples} train images"
+          + (f", {data.info.skipped} corrupt skipped" if data.info.skipped else "")
+          + f", {num_classes} classes), {space.input_size}x{space.input_size}, "
+          f"batch {s.batch_size} on {strategy.num_replicas_in_sync} replica(s); {lengths.total} steps "
           f"({int(lengths.per_epoch)}/epoch), warm-up {warmup_steps}; table {table.device!r} "
           f"({lo:.3f}-{hi:.3f} ms reachable); "
           + (f"target {target_ms:g} ms" if target_ms else f"lambda {config.lambda_:g}"))
@@ -164,6 +204,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
             "lambda": float(keras.ops.convert_to_numpy(model.runtime_lambda)),
             "supernet_val_accuracy_ema": float(val["accuracy"]),
             "supernet_val_images": data.eval_info.num_examples,
+            "train_images": data.info.num_examples,
+            "skipped_corrupt": {"train": data.info.skipped, "validation": data.eval_info.skipped},
             "seconds": round(seconds, 1),
             "replicas": strategy.num_replicas_in_sync,
         },

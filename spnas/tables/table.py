@@ -26,6 +26,7 @@ from typing import Any
 from spnas.errors import UserError
 from spnas.fileio import atomic_write_json, read_json, sha256_file
 from spnas.space import CANDIDATES, SearchSpace
+from spnas.tables import shipped
 
 FORMAT = "spnas.latency_table/1"
 ORIGINAL_CONSTANT_MS = 19.5999  # Pixel 1 stem+head+FC+fixed layers, from the paper's release
@@ -190,12 +191,17 @@ def table_from_json(data: Any, path: str | None = None) -> LatencyTable:
         raise LatencyTableError(
             f"Latency table {name}: 'constant_ms' {constant!r} must be a finite number >= 0."
         )
+    size = data["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise LatencyTableError(
+            f"Latency table {name}: 'input_size' {size!r} must be a positive integer."
+        )
     known = {"format", "device", "units", "input_size", "runtime", "runtime_version", "date",
              "source", "constant_ms", "layers"}
     return LatencyTable(
         device=str(data["device"]),
         units="ms",
-        input_size=int(data["input_size"]),
+        input_size=size,
         runtime=str(data.get("runtime", "unknown")),
         runtime_version=str(data.get("runtime_version", "unknown")),
         date=str(data.get("date", "unknown")),
@@ -259,19 +265,36 @@ def import_original(
     )
 
 
+def read_table_json(value: str) -> tuple[str, Any]:
+    """Resolves a table argument (a path or a shipped name) and reads its JSON.
+
+    The one reader of table files: every failure is one line naming the file.
+
+    Returns:
+      ``(path, parsed JSON)``.
+
+    Raises:
+      FileNotFoundError: no such file and no shipped table of that name.
+      PermissionError: the file cannot be read.
+      LatencyTableError: a directory, empty, binary, truncated or malformed JSON.
+    """
+    path = shipped.resolve(value)
+    return path, read_json(path, LatencyTableError, "Latency table")
+
+
 def load_table(path: str, space: SearchSpace | None = None) -> LatencyTable:
     """Loads and validates a table file (our format or the original's, detected).
 
     Args:
-      path: the JSON file.
+      path: the JSON file, or a shipped table's name (``"embedded_cpu"``).
       space: if given, the table must match this supernet's searchable layers.
 
     Raises:
-      LatencyTableError: what is wrong, naming the layer and key.
-      FileNotFoundError: the file does not exist.
+      LatencyTableError: what is wrong, naming the file, layer and key.
+      FileNotFoundError: the file does not exist (and no shipped table has that name).
+      PermissionError: the file cannot be read.
     """
-    path = os.fspath(path)
-    data = read_json(path, LatencyTableError, "Latency table")
+    path, data = read_table_json(os.fspath(path))
     table = table_from_json(data, path=path)
     table = dataclasses.replace(table, sha256=sha256_file(path))
     if space is not None:

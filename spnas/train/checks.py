@@ -62,7 +62,7 @@ def resolve_arch(config: ml_collections.ConfigDict, workdir: str) -> tuple[str |
     if config.arch:
         return parse_arch(config.arch), f"config.arch={config.arch}"
     searched = os.path.join(workdir, ARCH_FILE)
-    if os.path.isfile(searched):
+    if os.path.lexists(searched):  # a damaged or odd one is reported by load_arch, not skipped
         return searched, f"searched ({searched})"
     if not config.fallback_arch:
         raise TrainConfigError(
@@ -77,7 +77,7 @@ def load_once(arch: ArchLike) -> ArchLike:
     architectures (registry names, stage strings, objects) are returned as they are."""
     if isinstance(arch, (str, os.PathLike)):
         path = os.fspath(arch)
-        if (path.endswith(".json") or os.sep in path) and os.path.isfile(path):
+        if (path.endswith(".json") or os.sep in path) and os.path.lexists(path):
             return load_arch(path)
     return arch
 

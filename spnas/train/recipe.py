@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import keras
 import ml_collections
 
-from spnas.data import DatasetInfo, build_dataset, dataset_info
+from spnas.data import DatasetInfo, build_dataset, dataset_info, dataset_kind
 from spnas.errors import UserError
 from spnas.train.distribute import (
     enable_determinism,
@@ -119,18 +119,18 @@ def input_pipeline(config: ml_collections.ConfigDict) -> str:
     the digits and image folders (no TensorFlow in the loop; padded data-parallel
     evaluation), tf.data for TFDS; on TensorFlow, tf.data (``spnas.data`` decides)."""
     chosen = config.data.get("input", "auto")
-    dataset = str(config.data.dataset).strip()
     if chosen == "auto" and keras.backend.backend() == "jax" and (
-            dataset == "embedded" or dataset.startswith("folder:")):
+            dataset_kind(config.data.dataset) in ("embedded", "folder")):
         return "numpy"
     return chosen
 
 
 def train_info(config: ml_collections.ConfigDict) -> tuple[DatasetInfo, int]:
     """The train split's info and the number of classes (``data.num_classes`` or the
-    dataset's), without building a pipeline."""
+    dataset's), without building a pipeline (an image folder is scanned for corrupt
+    files, so the count is of the images used; the pipeline reuses the scan)."""
     info = dataset_info(config.data.dataset, "train", input=input_pipeline(config),
-                        **data_kwargs(config))
+                        on_corrupt=config.data.on_corrupt, **data_kwargs(config))
     n = int(config.data.num_classes)
     return info, n if n > 0 else info.num_classes
 
@@ -317,8 +317,10 @@ def fit(model: keras.Model, dataset, total_steps: int, checkpoint_dir: str,
         stream = dataset.train_from if isinstance(dataset, Datasets) else dataset
         extra = [StatisticAverages()] if getattr(model.optimizer, "averages_statistics_after_step",
                                                  False) else []
+        remedy = "a lower schedule.lr_per_256" + (" or lambda_" if "lambda_" in config else "")
         steps = run_fit(model, stream, total_steps, checkpoint_dir,
-                        int(config.execution.checkpoint_every), [*extra, *callbacks])
+                        int(config.execution.checkpoint_every), [*extra, *callbacks], remedy,
+                        check_every=int(config.execution.log_every))
     finally:
         for c in closing:
             c.close()

@@ -25,7 +25,9 @@ with one line.
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import sys
 from typing import Any
 
 import ml_collections
@@ -47,8 +49,14 @@ from spnas.train.checks import (  # noqa: F401  (re-exported: the trainer's publ
 from spnas.train.distribute import is_chief
 from spnas.train.metrics import TrainLogger
 from spnas.train.recipe import schedule_lengths  # noqa: F401  (re-exported)
-from spnas.train.runner import TqdmProgress, restore_checkpoint
+from spnas.train.runner import (
+    CheckpointError,
+    TqdmProgress,
+    checkpoint_step,
+    restore_checkpoint,
+)
 from spnas.train.scalars import TrainScalars
+from spnas.workdir import RUN_FILE, StageRun, begin_stage, locked
 
 REPORT_FILE = "train_report.json"
 MODEL_FILE = "model.keras"  # read by spnas-export
@@ -81,6 +89,8 @@ def _restore(model, directory: str, plan: ModelPlan) -> int:
     """
     try:
         return restore_checkpoint(model, directory)
+    except CheckpointError:
+        raise  # damaged files: that message says what to do
     except ValueError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrainConfigError(
@@ -102,14 +112,54 @@ def run(config: ml_collections.ConfigDict, workdir: str, arch: ArchLike | None =
       prepared: the result of :func:`spnas.train.checks.prepare` when the caller
         ran the checks already (spnas-train does, before TensorFlow loads).
 
+    The work directory is locked for the run and the run is checked against its
+    record (``run.json``; :mod:`spnas.workdir`): a rerun continues the same
+    training, returns the report of a finished one without rewriting anything, or
+    is refused (TrainConfigError) when the config or the architecture differs.
+
     Raises:
       TrainConfigError, ArchError, UnknownArchError, DatasetError,
-      FileNotFoundError, PermissionError, TrainingDivergedError:
-        each with a message naming the problem.
+      FileNotFoundError, PermissionError, TrainingDivergedError, CheckpointError,
+      WorkdirBusy, RunRecordError: each with a message naming the problem.
+      Interrupted: SIGINT/SIGTERM during training (a checkpoint was saved).
     """
     prepared = prepared or prepare(config, workdir, arch)
     workdir = prepared.workdir
     strategy = recipe.start(config)  # before any tensor exists
+    chief = is_chief()  # the other hosts of a cluster share the chief's directory and lock
+    with locked(workdir, take=chief):
+        inputs = ({"arch_sha256": prepared.arch.sha256}
+                  if isinstance(prepared.arch, Arch) and prepared.arch.sha256 else {})
+        stage = begin_stage(workdir, "train", config.to_dict(), inputs=inputs, write=chief,
+                            progress=checkpoint_step(os.path.join(workdir, CHECKPOINT_DIR)),
+                            error=TrainConfigError, prog="spnas-train")
+        if stage.finished:
+            return _recorded(workdir, stage)
+        report = _train(config, prepared, strategy)
+        stage.finish({"file": REPORT_FILE, "model": MODEL_FILE, "steps": report["steps"]})
+        return report
+
+
+def _recorded(workdir: str, stage: StageRun) -> dict:
+    """The train_report.json of a finished training (nothing is rewritten)."""
+    path = os.path.join(workdir, REPORT_FILE)
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(workdir, MODEL_FILE)):
+        raise TrainConfigError(
+            f"The training in {workdir} finished ({os.path.join(workdir, RUN_FILE)}) but its "
+            f"{REPORT_FILE} or {MODEL_FILE} is gone; restore them, or use a new --workdir to "
+            "train again.")
+    with open(path) as f:
+        report = json.load(f)
+    if stage.write:
+        print(f"spnas-train: the training in {workdir} is at step {report.get('steps')}, already "
+              f"finished with this config (recorded in {RUN_FILE}); nothing is rewritten. "
+              f"report: {path}", file=sys.stderr)
+    return report
+
+
+def _train(config: ml_collections.ConfigDict, prepared: Prepared, strategy) -> dict:
+    """The training itself, in a locked and recorded work directory."""
+    workdir = prepared.workdir
     info, num_classes = recipe.train_info(config)
     plan = with_classes(prepared.plan, num_classes)
     lengths = recipe.schedule_lengths(config.schedule, info.num_examples)
@@ -129,8 +179,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, arch: ArchLike | None =
     s = config.schedule
     print(
         f"spnas-train: {plan.name} ({prepared.source}), {plan.count_params():,} parameters, "
-        f"{plan.input_size}x{plan.input_size}; {config.data.dataset} ({info.num_examples} train "
-        f"images, {num_classes} classes), batch {s.batch_size} on "
+        f"{plan.input_size}x{plan.input_size}; {config.data.dataset} ({data.info.num_examples} "
+        f"train images{f', {data.info.skipped} corrupt skipped' if data.info.skipped else ''}, "
+        f"{num_classes} classes), batch {s.batch_size} on "
         f"{strategy.num_replicas_in_sync} replica(s); {lengths.total} steps "
         f"({lengths.per_epoch:.2f}/epoch), warm-up {s.warmup_epochs:g} epochs, peak lr {s.lr:g}"
         + (f"; resuming at step {resumed_from}" if resumed_from else "")
@@ -178,6 +229,7 @@ def _report(config, prepared: Prepared, plan: ModelPlan, data: recipe.Datasets,
         "arch": _arch_summary(prepared.arch, prepared.source, plan),
         "dataset": config.data.dataset,
         "train_images": data.info.num_examples,
+        "skipped_corrupt": {"train": data.info.skipped, "validation": data.eval_info.skipped},
         "num_classes": plan.num_classes,
         "batch_size": int(config.schedule.batch_size),
         "replicas": replicas,

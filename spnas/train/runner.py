@@ -12,165 +12,177 @@ the optimizer state (EMA included), the checkpoint holds the state of every
 random-number generator of the model (indicator dropout, dropout; Keras does not
 save them with the weights), and each ``fit`` call gets the training stream from
 the current global step on (``dataset`` may be a function of the start step).
+A resume off the chunk grid (a stop between checkpoints, or another
+``checkpoint_every``) first trains up to the next grid step, then continues by chunks.
+
+**Guards.** :class:`_NanGuard`, the first callback, checks the loss after every
+step, and every model variable (weights, BN statistics, the supernet's thresholds
+and lambda, hence its decisions and runtime) whenever something is about to read
+them: at each log period (``check_every``, the loggers' period), before each
+checkpoint and at the end of training (before decoding and arch.json). Checking
+every variable costs about 70 ms on the embedded supernet on 2 cores (413 small
+reductions), so not every step: a non-finite weight makes the next step's loss
+non-finite anyway. The first non-finite value stops the run with one message
+that is true about what was kept.
+
+**Signals.** During :func:`run_fit`, SIGINT and SIGTERM (main thread only) stop the
+run at the next step boundary: a checkpoint of that step is saved (atomically,
+as the chunk checkpoints) and :class:`spnas.errors.Interrupted` says where and
+that the same command resumes. A second signal while that checkpoint (or a
+chunk checkpoint) is being written waits for the write to finish; outside a
+write it stops at once, keeping the last checkpoint on disk. The previous
+handlers come back afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
+import signal
 import sys
+import threading
 from typing import Any
 
 import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from spnas.errors import UserError
-from spnas.fileio import atomic_write_json
-from spnas.train.distribute import is_chief
+from spnas.errors import Interrupted
+from spnas.train.checkpoint import (
+    CheckpointError,
+    TrainingDivergedError,
+    _restore_callback_states,
+    checkpoint_step,
+    non_finite_variable,
+    restore_checkpoint,
+    save_checkpoint,
+)
 
-CKPT_WEIGHTS = "ckpt.weights.h5"
-CKPT_META = "ckpt.json"
-
-
-class TrainingDivergedError(UserError, RuntimeError):
-    """The loss became NaN or infinite."""
+# Callers import the checkpoint's names from the runner, which saves and restores it.
+__all__ = ["CheckpointError", "TqdmProgress", "TrainingDivergedError", "checkpoint_step",
+           "restore_checkpoint", "run_fit", "save_checkpoint", "steps_for"]
 
 
 def _step(model) -> int:
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
-def seed_generators(model: keras.Model) -> list:
-    """Every ``keras.random.SeedGenerator`` of the model, in a stable order."""
-    out, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for sg in getattr(layer, "_seed_generators", ()):
-            if id(sg) not in seen:
-                seen.add(id(sg))
-                out.append(sg)
-    return out
-
-
-def _seed_states(model: keras.Model) -> list[list[int]]:
-    return [[int(x) for x in keras.ops.convert_to_numpy(sg.state)] for sg in seed_generators(model)]
-
-
-def _read_meta(directory: str) -> dict:
-    """The checkpoint's ``ckpt.json`` (step, seed states, callback states); {} if none."""
-    meta = os.path.join(directory, CKPT_META)
-    if not os.path.exists(meta):
-        return {}
-    with open(meta) as f:
-        return json.load(f)
-
-
-def checkpoint_step(directory: str) -> int:
-    """The global step of the checkpoint in ``directory`` (0 when there is none)."""
-    if not os.path.exists(os.path.join(directory, CKPT_WEIGHTS)):
-        return 0
-    return int(_read_meta(directory).get("step", 0))
-
-
-def save_checkpoint(model: keras.Model, directory: str, callbacks: list | None = None) -> int:
-    """Saves weights, optimizer and random-generator state atomically; returns the step.
-
-    Callbacks with ``checkpoint_state() -> dict`` (JSON-able) have it saved too
-    (e.g. the latency-target controller's last error) and get it back through
-    ``restore_state(dict)`` when :func:`run_fit` resumes.
-
-    In a multi-host run only the chief writes (:func:`spnas.train.distribute.is_chief`);
-    the others return the step and restore from the chief's directory, which must
-    be on a filesystem they all see.
-    """
-    if not is_chief():
-        return _step(model)
-    os.makedirs(directory, exist_ok=True)
-    final = os.path.join(directory, CKPT_WEIGHTS)
-    tmp = os.path.join(directory, "ckpt-partial.weights.h5")
-    model.save_weights(tmp, overwrite=True)
-    os.replace(tmp, final)
-    step = _step(model)
-    states = {type(c).__name__: c.checkpoint_state() for c in callbacks or ()
-              if hasattr(c, "checkpoint_state")}
-    atomic_write_json(os.path.join(directory, CKPT_META),
-                      {"step": step, "seed_states": _seed_states(model), "callbacks": states})
-    return step
-
-
-def _restore_callback_states(directory: str, callbacks: list) -> None:
-    states = _read_meta(directory).get("callbacks") or {}
-    for c in callbacks:
-        if hasattr(c, "restore_state") and type(c).__name__ in states:
-            c.restore_state(states[type(c).__name__])
-
-
-def _strategy_scope(model: keras.Model):
-    """The scope of the tf.distribute strategy the model was made in (TensorFlow
-    backend; a no-op elsewhere)."""
-    strategy = getattr(model, "distribute_strategy", None)
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-
-def restore_checkpoint(model: keras.Model, directory: str) -> int:
-    """Restores the last checkpoint if there is one; returns the global step (0 if none)."""
-    path = os.path.join(directory, CKPT_WEIGHTS)
-    if not os.path.exists(path):
-        return 0
-    if not model.optimizer.built:
-        # Its slots must be made where the model's variables were (tf.distribute
-        # refuses outside the strategy's scope; a resumed multi-worker run got there).
-        with _strategy_scope(model):
-            model.optimizer.build(model.trainable_variables)
-    model.load_weights(path)
-    step = _step(model)
-    meta = _read_meta(directory)
-    states = meta.get("seed_states")
-    generators = seed_generators(model)
-    if states is not None and len(states) == len(generators):
-        for sg, state in zip(generators, states):
-            sg.state.assign(np.asarray(state, dtype=sg.state.dtype))
-    if step == 0:
-        # Keras only warns when the saved optimizer state does not fit this optimizer
-        # (another ema_decay, a float learning rate instead of a schedule, ...) and
-        # leaves it at step 0: the run would silently start over.
-        saved = meta.get("step", 0)
-        if saved > 0:
-            raise ValueError(
-                f"The checkpoint in {directory} (step {saved}) has optimizer state that does "
-                "not fit this run's optimizer (was the configuration changed?). Rerun with the "
-                "original configuration, or use a new work directory."
-            )
-    return step
-
-
 class _ChunkCheckpoint(keras.callbacks.Callback):
-    def __init__(self, directory: str, callbacks: list):
+    def __init__(self, directory: str, callbacks: list, stop: _SignalStop):
         super().__init__()
         self.directory = directory
         self.callbacks = callbacks  # whose checkpoint_state() is saved with the weights
+        self.stop = stop
 
     def on_epoch_end(self, epoch, logs=None):
-        # The last update may have blown the weights up although its loss was finite:
-        # never let such weights replace the last good checkpoint. Every process of a
-        # multi-host run checks (their replicas hold the same weights), so all stop together.
-        for v in self.model.trainable_variables:
-            if not np.all(np.isfinite(keras.ops.convert_to_numpy(v))):
-                raise TrainingDivergedError(
-                    f"weight {v.path} became non-finite at step {_step(self.model)}"
-                )
-        save_checkpoint(self.model, self.directory, self.callbacks)
+        # Every process of a multi-host run checks the weights (their replicas hold the
+        # same ones), so all stop together; a signal waits for the write.
+        with self.stop.saving():
+            save_checkpoint(self.model, self.directory, self.callbacks)
 
 
 class _NanGuard(keras.callbacks.Callback):
-    """Stops at the first non-finite loss, before the checkpoint of that chunk."""
+    """Stops at the first non-finite loss (every step) or model variable (each
+    ``every`` steps, before a checkpoint and at the end), before any other callback
+    reads the model at that step (it is the first callback)."""
+
+    def __init__(self, every: int = 1):
+        super().__init__()
+        self.every = max(1, int(every))
+        self._period = None
+
+    def _check_variables(self) -> None:
+        # A finite loss can come with an update that blew the weights up.
+        bad = non_finite_variable(self.model)
+        if bad is not None:
+            raise TrainingDivergedError(f"{bad} became non-finite at step {_step(self.model)}")
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
+        step = _step(self.model)
         if loss is not None and not np.isfinite(float(loss)):
-            raise TrainingDivergedError(f"loss became {float(loss)} at step {_step(self.model)}")
+            raise TrainingDivergedError(f"loss became {float(loss)} at step {step}")
+        # The loggers write when the step crosses into a new period (spnas/train/metrics.py).
+        period = step // self.every
+        if period != self._period:
+            self._period = period
+            self._check_variables()
+
+    def on_epoch_end(self, epoch, logs=None):  # a chunk ends: its checkpoint follows
+        self._check_variables()
+
+    def on_train_end(self, logs=None):
+        self._check_variables()
+
+
+class _Stopped(Exception):
+    """Internal: leaves ``fit`` after a signal (``saved``: the step checkpointed, or None)."""
+
+    def __init__(self, signum: int, saved: int | None):
+        super().__init__(signum, saved)
+        self.signum, self.saved = signum, saved
+
+
+class _SignalStop:
+    """SIGINT/SIGTERM during training: stop at the next step boundary (see module doc).
+
+    Handlers are installed only in the main thread (Python allows no other) and the
+    previous ones are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._writing = 0
+        self._second = False
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+        return False
+
+    def _handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum  # acted on at the next step boundary
+        elif self._writing:
+            self._second = True  # raised once the write is done
+        else:
+            raise _Stopped(signum, None)
+
+    @contextlib.contextmanager
+    def saving(self):
+        """A checkpoint write: a second signal waits for it."""
+        self._writing += 1
+        try:
+            yield
+        finally:
+            self._writing -= 1
+        if self._second and not self._writing:
+            raise _Stopped(self.signum, None)
+
+
+class _StopAtSignal(keras.callbacks.Callback):
+    """The last callback: after a signal, checkpoints the step just finished and leaves."""
+
+    def __init__(self, directory: str, callbacks: list, stop: _SignalStop):
+        super().__init__()
+        self.directory, self.callbacks, self.stop = directory, callbacks, stop
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stop.signum is None:
+            return
+        with self.stop.saving():
+            step = save_checkpoint(self.model, self.directory, self.callbacks)
+        raise _Stopped(self.stop.signum, step)
 
 
 class TqdmProgress(keras.callbacks.Callback):
@@ -212,19 +224,25 @@ def run_fit(
     checkpoint_dir: str,
     checkpoint_every: int,
     callbacks: list | None = None,
+    remedy: str = "a lower learning rate",
+    check_every: int = 1,
 ) -> int:
     """Trains ``model`` (compiled) up to ``total_steps`` global steps, resumably.
 
     ``dataset`` is the (repeated) training dataset, or a function of the global
     step it must start at: every ``fit`` call then starts where an uninterrupted
-    run would be, so a resumed run trains on the same batches.
+    run would be, so a resumed run trains on the same batches. ``remedy`` is what a
+    divergence message tells the user to lower (``"a lower schedule.lr_per_256"``);
+    ``check_every`` is the period of the variables' finiteness check (the log period).
 
     Returns:
       The final global step (== total_steps).
 
     Raises:
-      TrainingDivergedError: the loss became NaN/inf; the last good checkpoint
-        in ``checkpoint_dir`` is kept.
+      TrainingDivergedError: the loss or a model variable became NaN/inf; the last
+        good checkpoint in ``checkpoint_dir`` is kept.
+      Interrupted: SIGINT or SIGTERM; a checkpoint of the step reached is saved.
+      CheckpointError: the checkpoint in ``checkpoint_dir`` is damaged.
     """
     step = restore_checkpoint(model, checkpoint_dir)
     if step >= total_steps:
@@ -237,6 +255,7 @@ def run_fit(
               "trained. Remove that folder (or use another workdir) to start over.",
               file=sys.stderr)
         return step
+
     def at(start: int):
         return dataset(start) if callable(dataset) else dataset
 
@@ -244,27 +263,54 @@ def run_fit(
     callbacks = list(callbacks or [])
     if step > 0:
         _restore_callback_states(checkpoint_dir, callbacks)
-    callbacks = [_NanGuard(), *callbacks, _ChunkCheckpoint(checkpoint_dir, callbacks)]
+    stop = _SignalStop()
+    callbacks = [_NanGuard(check_every), *callbacks, _ChunkCheckpoint(checkpoint_dir, callbacks, stop),
+                 _StopAtSignal(checkpoint_dir, callbacks, stop)]
+
+    def fit(epochs: int, initial_epoch: int, steps: int) -> None:
+        model.fit(at(_step(model)), epochs=epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
+
     full_chunks = total_steps // chunk
     try:
-        # Checkpoints fall on chunk boundaries; a step off the grid (checkpoint_every
-        # changed between runs) goes straight to the step-exact tail below.
-        if step % chunk == 0 and step // chunk < full_chunks:
-            model.fit(at(step), epochs=full_chunks, initial_epoch=step // chunk,
-                      steps_per_epoch=chunk, callbacks=callbacks, verbose=0, shuffle=False)
-        step = _step(model)
-        remaining = total_steps - step
-        if remaining > 0:
-            model.fit(at(step), epochs=1, steps_per_epoch=remaining, callbacks=callbacks,
-                      verbose=0, shuffle=False)
+        with stop:
+            # Checkpoints fall on chunk boundaries; a step off the grid (a stop between
+            # checkpoints, or checkpoint_every changed between runs) trains up to the
+            # next boundary first.
+            if step % chunk and step < full_chunks * chunk:
+                fit(1, 0, chunk - step % chunk)
+            step = _step(model)
+            if step % chunk == 0 and step // chunk < full_chunks:
+                fit(full_chunks, step // chunk, chunk)
+            remaining = total_steps - _step(model)
+            if remaining > 0:
+                fit(1, 0, remaining)
+            if stop.signum is not None:  # came after the last step: its checkpoint is saved
+                raise _Stopped(stop.signum, checkpoint_step(checkpoint_dir) or None)
     except TrainingDivergedError as e:
-        last = _read_meta(checkpoint_dir).get("step")
-        where = (f"the last good checkpoint (step {last}) is kept in {checkpoint_dir}"
-                 if last is not None else "no checkpoint had been written yet")
-        raise TrainingDivergedError(
-            f"Training diverged: {e}. Stopped; {where}. Lower the learning rate (or lambda) "
-            "and run again; an unchanged command resumes from that checkpoint."
-        ) from None
+        last = checkpoint_step(checkpoint_dir)
+        if last > 0:
+            where = (f"the last good checkpoint (step {last}) is kept in {checkpoint_dir}, but "
+                     "the same command would resume from it with the same learning rate and "
+                     "(same seed, same steps) diverge again, and this work directory continues "
+                     f"only the config it was started with: start over in a new --workdir with "
+                     f"{remedy}")
+        else:
+            where = (f"it had not reached its first checkpoint, so nothing is kept: rerun with "
+                     f"{remedy} (in this work directory or a new one)")
+        raise TrainingDivergedError(f"Training diverged: {e}. Stopped; {where}.") from None
+    except _Stopped as e:
+        name = signal.Signals(e.signum).name
+        if e.saved is not None:
+            raise Interrupted(
+                f"Interrupted by {name} at step {e.saved} of {total_steps}; checkpoint saved in "
+                f"{checkpoint_dir}; the same command resumes from step {e.saved}.") from None
+        last = checkpoint_step(checkpoint_dir)
+        kept = (f"the last checkpoint (step {last}) in {checkpoint_dir} is kept; the same "
+                f"command resumes from step {last}" if last else
+                "no checkpoint had been written yet; the same command starts from step 0")
+        raise Interrupted(f"Interrupted by a second {name} at step {_step(model)} of "
+                          f"{total_steps}, without saving: {kept}.") from None
     return _step(model)
 
 

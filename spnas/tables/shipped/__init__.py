@@ -49,13 +49,15 @@ def path(name: str) -> str:
 def resolve(value: str) -> str:
     """A table argument (``--table``, ``config.latency_table``) as a file path.
 
-    An existing path wins; otherwise ``value`` names a shipped table. Every
-    command resolves a table through this one function.
+    An existing path (even a directory or a broken link: the reader,
+    :func:`spnas.tables.table.load_table`, says what is wrong with it) wins;
+    otherwise ``value`` names a shipped table. Every command resolves a table
+    through this one function: ``load_table`` calls it, so a shipped name works
+    wherever a table is read.
 
     Raises:
       FileNotFoundError: empty, a path that does not exist, or not a shipped name
         (lists the shipped tables).
-      IsADirectoryError: ``value`` is a directory.
     """
     value = os.fspath(value or "")
     if not value:
@@ -63,9 +65,7 @@ def resolve(value: str) -> str:
             "No latency table given: pass a table file or one of the shipped tables "
             f"({', '.join(available())})."
         )
-    if os.path.isdir(value):
-        raise IsADirectoryError(f"Latency table {value!r} is a directory, not a table file.")
-    if os.path.exists(value):
+    if os.path.lexists(value):
         return value
     if os.sep in value or (os.altsep and os.altsep in value):
         raise FileNotFoundError(
