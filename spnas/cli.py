@@ -101,7 +101,7 @@ def guarded(prog: str, body: Callable[[list[str]], Any], argv: list[str]) -> Any
     """Runs ``body(argv)``; a user error or ``OSError`` becomes one line and exit 2."""
     try:
         return body(argv)
-    except REPORTED as e:
+    except (*REPORTED, app.UsageError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as e:
@@ -146,9 +146,23 @@ def entry_point(prog: str, body: Callable[[list[str]], Any],
                                    where=f"--{flag.name} ({files[flag.name]})")
             return body(argv)
 
-        app.run(lambda argv: guarded(prog, checked, argv))
+        app.run(lambda argv: guarded(prog, checked, argv), flags_parser=_flags_parser(prog))
 
     return main
+
+
+def _flags_parser(prog: str) -> Callable[[list[str]], list[str]]:
+    """absl's flag parsing with a flag error (a missing ``--workdir``, ``--n=abc``) as
+    one line and exit status 2, as the other user errors."""
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            print(f"{prog}: error: {e} (--help lists the flags)", file=sys.stderr)
+            sys.exit(2)
+
+    return parse
 
 
 def no_arguments(argv: list[str]) -> None:

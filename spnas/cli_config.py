@@ -162,6 +162,9 @@ def check_overrides(argv: list[str], flag: ConfigFlag, config: ml_collections.Co
             raise ConfigFlagError(f"{where}: {source} has no key {key!r}"
                                   f"{suggest(key, list(known))}; --{prefix}help lists its keys.")
         current = known[key]
+        if isinstance(current, list):  # ml_collections overrides tuples, not lists
+            raise ConfigFlagError(f"{where}: {key!r} is a list, which cannot be set on the "
+                                  f"command line; set it in a config file (a copy of {source}).")
         if negated and not isinstance(current, bool):
             raise ConfigFlagError(f"{where}: {key!r} is not a boolean key.")
         if negated or (value is None and isinstance(current, bool)):

@@ -70,8 +70,12 @@ def check_writable_dir(path: str) -> str:
     """Creates ``path`` if needed and checks it is writable; returns its absolute path.
 
     Raises:
+      UserError: an empty path (it would mean the current directory).
       PermissionError: with a message naming the directory.
     """
+    if not os.fspath(path).strip():
+        raise UserError("The work directory is empty (--workdir=): give a directory, e.g. "
+                        "--workdir=runs/x.")
     path = os.path.abspath(os.fspath(path))
     try:
         os.makedirs(path, exist_ok=True)

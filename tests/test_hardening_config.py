@@ -161,6 +161,8 @@ def _user_configs(tmp_path):
                                      "--config.help"]),
         (["--config.schedule.epoch=3"], ["did you mean 'schedule.epochs'"]),
         (["--config.schedule=3"], ["'schedule' is a section"]),
+        (["--config.space.block_strides=1,2"], ["'space.block_strides' is a list",
+                                                "set it in a config file"]),
         (["--config.schedule.batch_size=1.5"], ["--config.schedule.batch_size=1.5",
                                                 "must be an integer"]),
         (["--config.execution.deterministic=maybe"], ["must be true or false"]),
@@ -245,3 +247,26 @@ def test_native_start_up_noise_is_dropped_and_the_rest_kept(capfd):
     err = capfd.readouterr().err
     assert "a real warning about the user's run" in err
     assert "cuda" not in err.lower()
+
+
+@pytest.mark.parametrize(
+    "module, args, fragment",
+    [
+        ("spnas.search.main", [], "Flag --workdir must have a value"),
+        ("spnas.search.main", ["--workdir=w", "extra"], "Unexpected arguments: ['extra']"),
+        ("spnas.search.main", ["--workdir=w", "--nosuchflag=1"], "Unknown command line flag"),
+        ("spnas.latency.main", [], "Usage: spnas-latency {predict|import|profile|validate}"),
+        ("spnas.latency.main", ["validate", "--n=abc"], "flag --n=abc"),
+    ],
+)
+def test_flag_errors_are_one_line(no_tf_env, tmp_path, module, args, fragment):
+    line = _one_line(_cli(no_tf_env, module, *args, cwd=tmp_path))
+    assert fragment in line, line
+
+
+def test_an_empty_workdir_is_not_the_current_directory(tmp_path):
+    from spnas.errors import UserError
+    from spnas.fileio import check_writable_dir
+
+    with pytest.raises(UserError, match=r"work directory is empty \(--workdir=\)"):
+        check_writable_dir("")
