@@ -13,6 +13,9 @@ Command (after ``spnas-train --workdir=/tmp/spnas``):
 The old flags still work and set these keys: --model, --dataset (data.dataset),
 --data_dir (data.data_dir), --eval_split, --num_calibration, --num_eval,
 --threads, --warmup, --repeats, --int8_io.
+With --config.int8_table=embedded_cpu_int8 (an int8 table) and the net's arch.json in
+the workdir, export_report.json also holds that table's prediction for the int8 model
+next to its measured latency; with the [onnx] extra installed a model.onnx is written too.
 Expected: well under a minute on a laptop CPU for the embedded digits; writes
 model_float.tflite, model_int8.tflite and export_report.json in the workdir.
 """
@@ -43,4 +46,5 @@ def get_config(arg=None):
     c.warmup = WARMUP  # untimed invokes before timing
     c.repeats = REPEATS  # timed invokes
     c.int8_io = False  # int8 input/output tensors (default float32 I/O)
+    c.int8_table = ""  # int8 LiteRT latency table (file or shipped name) to compare the int8 model with; "": none
     return c

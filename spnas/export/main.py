@@ -8,7 +8,9 @@ The old flags are aliases of config keys (``--dataset`` sets ``config.data.datas
 
 Reads ``DIR/model.keras`` (the EMA weights spnas-train saves) unless
 ``--model`` is given; writes ``DIR/model_float.tflite``,
-``DIR/model_int8.tflite`` and ``DIR/export_report.json``. On the embedded
+``DIR/model_int8.tflite``, ``DIR/model.onnx`` (with the ``[onnx]`` extra) and
+``DIR/export_report.json``; ``--config.int8_table=T`` adds an int8 table's
+prediction for the int8 model (needs ``DIR/arch.json``). On the embedded
 digits this takes well under a minute on a laptop CPU.
 """
 
@@ -65,6 +67,14 @@ def _body(argv) -> None:
           f"(rel {f['max_rel_diff']:.3g}), {f['latency_ms']:.4f} ms")
     print(f"int8:  {q['size_bytes']} bytes, top-1 agreement {q['top1_agreement_pct']:.1f} %, "
           f"{q['latency_ms']:.4f} ms")
+    o = result.get("onnx") or {}
+    if "file" in o:
+        print(f"onnx:  {o['size_bytes']} bytes, max |diff| {o['max_abs_diff']:.3g} "
+              f"(rel {o['max_rel_diff']:.3g}), {o['latency_ms']:.4f} ms (ONNX Runtime)")
+    p = q.get("table_prediction")
+    if p:
+        print(f"int8 table: predicted {p['predicted_ms_exact']:.4f} ms, measured "
+              f"{p['measured_ms']:.4f} ms ({p['statistic']}), error {p['error_pct_exact']:+.1f} %")
 
 
 main = cli.entry_point("spnas-export", _body, CONFIGS)

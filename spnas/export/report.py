@@ -11,7 +11,14 @@ work directory, ``model_float.tflite``, ``model_int8.tflite`` and
   absolute and relative to max ``|Keras|`` (conversion must not change the net);
 * for the int8 model, top-1 agreement with Keras (quantization may move logits
   but should rarely change the predicted class);
-* the median LiteRT latency of both (``invoke()`` only, batch 1).
+* the median LiteRT latency of both (``invoke()`` only, batch 1);
+* with ``int8_table`` (an int8 latency table, ``spnas-latency profile
+  --precision=int8``) and the net's ``arch.json`` in the work directory, the
+  table's prediction for the int8 model next to its measured latency (same
+  statistic as the table), under ``int8.table_prediction``;
+* when the ``[onnx]`` extra is installed, ``model.onnx`` (float32, any batch)
+  with its max ``|Keras - ONNX Runtime|`` (absolute and relative) and its ONNX
+  Runtime latency under ``onnx``; otherwise a note line, and ``onnx.skipped``.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ import tensorflow as tf
 # Registers spnas's serialisable layers (SearchableMBConv, Supernet, ...) for loading.
 import spnas.search.supernet  # noqa: F401
 import spnas.superkernel  # noqa: F401
+from spnas.arch.handoff import load_arch
 from spnas.config_check import check as check_config
 from spnas.data import build_dataset
 from spnas.export import litert
+from spnas.export import onnx as onnx_export
 from spnas.export.tflite import ExportError, convert_float, convert_int8
 from spnas.fileio import (
     atomic_write_bytes,
@@ -42,12 +51,16 @@ from spnas.fileio import (
     one_line,
     sha256_file,
 )
+from spnas.tables.runtime_model import bind
+from spnas.tables.table import LatencyTable, load_table
+from spnas.train.checks import ARCH_FILE
 from spnas.train.recipe import pipeline_kwargs
 from spnas.workdir import RUN_FILE, begin_stage, locked
 
 REPORT_FORMAT = "spnas.export_report/1"
 FLOAT_FILE = "model_float.tflite"
 INT8_FILE = "model_int8.tflite"
+ONNX_FILE = "model.onnx"
 REPORT_FILE = "export_report.json"
 MODEL_FILE = "model.keras"  # what the trainer writes (EMA weights)
 DEFAULT_NUM_EVAL = 200
@@ -171,6 +184,8 @@ def export_model(
     repeats: int = litert.DEFAULT_REPEATS,
     int8_io: bool = False,
     metadata: dict | None = None,
+    int8_table: LatencyTable | None = None,
+    arch=None,
 ) -> dict:
     """Converts, checks and times ``model``; writes the flatbuffers and the report.
 
@@ -183,6 +198,9 @@ def export_model(
       threads, warmup, repeats: LiteRT latency measurement.
       int8_io: int8 instead of float32 input/output tensors for the int8 model.
       metadata: extra fields for the report (model path, dataset, ...).
+      int8_table: an int8 LiteRT latency table to compare the int8 model's
+        measured latency with (needs ``arch``).
+      arch: the net's :class:`~spnas.arch.handoff.Arch` (its choices and space).
 
     Returns:
       The report (also written to ``workdir/export_report.json``).
@@ -199,6 +217,8 @@ def export_model(
             )
     float_fb = convert_float(model)
     int8_fb = convert_int8(model, [calibration], num_samples=len(calibration), int8_io=int8_io)
+    onnx_bytes = onnx_export.convert_onnx(model, batch=None) if onnx_export.onnx_available() \
+        else None
 
     reference = _keras_outputs(model, eval_images)
     report: dict = {
@@ -231,12 +251,80 @@ def export_model(
             entry["calibration_images"] = int(len(calibration))
             entry["io_dtype"] = "int8" if int8_io else "float32"
         report[key] = entry
-    # Flatbuffers first, report last: a report always describes files that exist.
+    if int8_table is not None:
+        report["int8"]["table_prediction"] = int8_prediction(int8_table, arch,
+                                                             report["int8"]["latency"])
+    report["onnx"] = _onnx_entry(onnx_bytes, reference, eval_images, eval_labels, threads=threads,
+                                 warmup=warmup, repeats=repeats)
+    # Model files first, report last: a report always describes files that exist.
     atomic_write_bytes(os.path.join(workdir, FLOAT_FILE), float_fb)
     atomic_write_bytes(os.path.join(workdir, INT8_FILE), int8_fb)
+    if onnx_bytes is not None:
+        atomic_write_bytes(os.path.join(workdir, ONNX_FILE), onnx_bytes)
     atomic_write_json(os.path.join(workdir, REPORT_FILE), report)
     print(f"wrote {os.path.join(workdir, REPORT_FILE)}")
     return report
+
+
+def _onnx_entry(onnx_bytes, reference, eval_images, eval_labels, *, threads, warmup,
+                repeats) -> dict:
+    """The ONNX model's fidelity and ONNX Runtime latency, or why there is none."""
+    if onnx_bytes is None:
+        why = (f"{ONNX_FILE} not written: the [onnx] extra is not installed (missing: "
+               f"{', '.join(onnx_export.missing_packages())}; pip install 'spnas[onnx]')")
+        print(f"spnas-export: note: {why}.", flush=True)
+        return {"skipped": why}
+    outputs = onnx_export.run_onnx(onnx_bytes, eval_images, threads=threads)
+    timer = onnx_export.prepare_onnx_for_timing(onnx_bytes, threads=threads)
+    litert.time_invokes(timer, warmup)
+    stats = litert.LatencyStats.from_samples(litert.time_invokes(timer, repeats), threads)
+    return {
+        "file": ONNX_FILE,
+        "size_bytes": len(onnx_bytes),
+        "runtime": "ONNX Runtime",
+        "runtime_version": onnx_export.onnxruntime_version(),
+        "converter": onnx_export.converter_version(),
+        **compare_outputs(reference, outputs),
+        "top1_pct": _accuracy(outputs, eval_labels),
+        "latency_ms": stats.median_ms,
+        "latency": stats.to_dict(),
+    }
+
+
+def check_int8_table(table: LatencyTable, where: str = "config.int8_table") -> LatencyTable:
+    """The table, if it is an int8 LiteRT table (the int8 model's runtime); else ExportError."""
+    if table.precision != "int8" or table.deployment_runtime != "litert":
+        raise ExportError(
+            f"{where}: latency table {table.path or table.device!r} holds "
+            f"{table.precision} {table.deployment_runtime} timings; the int8 model is compared "
+            "with an int8 LiteRT table (spnas-latency profile --precision=int8).")
+    return table
+
+
+def int8_prediction(table: LatencyTable, arch, latency: dict) -> dict:
+    """The int8 table's prediction for ``arch`` next to the int8 model's measured latency.
+
+    The measurement is taken with the table's statistic (``min``, ``p10`` or
+    ``median``; the median for others), as :mod:`spnas.latency.validate` does.
+    """
+    if arch is None or arch.space is None:
+        raise ExportError("config.int8_table needs the net's architecture with its search space: "
+                          f"the {ARCH_FILE} spnas-search writes into the work directory.")
+    bound = bind(table, arch.space)
+    statistic = table.statistic if table.statistic in ("min", "p10", "median") else "median"
+    measured = float(latency[f"{statistic}_ms"])
+    exact = bound.predict_ms(arch.layers, "exact")
+    return {
+        "table": table.summary(),
+        "arch": arch.path,
+        "statistic": statistic,
+        "predicted_ms": bound.predict_ms(arch.layers, "paper"),
+        "predicted_ms_exact": exact,
+        "measured_ms": measured,
+        "error_pct_exact": 100.0 * (exact / measured - 1.0),
+        "note": "measured: the exported int8 model alone, export latency settings; "
+                "error relative to the measurement",
+    }
 
 
 def export_images(
@@ -269,7 +357,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       config: an export config (configs/export_default.py): ``data`` (the
         section of configs/common.py), ``seed``, ``eval_split``, ``model``,
         ``num_calibration``, ``num_eval``, ``threads``, ``warmup``, ``repeats``,
-        ``int8_io``.
+        ``int8_io``, ``int8_table``.
       workdir: reads ``model.keras`` there, writes the exports and the report.
 
     The work directory is locked and the export checked against its record
@@ -306,6 +394,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _export(config: ml_collections.ConfigDict, workdir: str, model, model_path: str) -> dict:
     """The export itself, in a locked and recorded work directory."""
+    table = arch = None
+    if config.get("int8_table"):  # checked before the minutes of converting and timing
+        table = check_int8_table(load_table(config.int8_table))
+        arch_path = os.path.join(workdir, ARCH_FILE)
+        if not os.path.isfile(arch_path):
+            raise ExportError(f"config.int8_table needs the net's architecture: no {arch_path} "
+                              "(spnas-search writes it; spnas-pipeline keeps it in its workdir).")
+        arch = load_arch(arch_path)
+        # The table must fit the arch's space (fails now, not after the conversions).
+        int8_prediction(table, arch, {"min_ms": 1.0, "p10_ms": 1.0, "median_ms": 1.0})
     calibration, images, labels = export_images(config, int(model.inputs[0].shape[1]))
     data = config.data
     meta = {
@@ -318,4 +416,5 @@ def _export(config: ml_collections.ConfigDict, workdir: str, model, model_path: 
     }
     return export_model(model, workdir, calibration, images, labels,
                         threads=int(config.threads), warmup=int(config.warmup),
-                        repeats=int(config.repeats), int8_io=bool(config.int8_io), metadata=meta)
+                        repeats=int(config.repeats), int8_io=bool(config.int8_io), metadata=meta,
+                        int8_table=table, arch=arch)

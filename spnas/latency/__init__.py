@@ -3,6 +3,8 @@ whole networks, and the host's speed drift (paper Sec. 3.4).
 
 * :mod:`~spnas.latency.probe`: the Keras models timed (layers, fixed parts,
   overhead probe, whole networks) and their conversion;
+* :mod:`~spnas.latency.runtimes`: the precision (float32, int8) and runtime
+  (LiteRT, ONNX Runtime) a table's models are converted to and timed with;
 * :mod:`~spnas.latency.timing`, :mod:`~spnas.latency.cpus`: timing on this host;
   :mod:`~spnas.latency.adb`: on an Android device;
 * :mod:`~spnas.latency.build`: the table from the timings;

@@ -17,9 +17,8 @@ import math
 import platform
 
 import numpy as np
-import tensorflow as tf
 
-from spnas.export.litert import litert_version
+from spnas.latency.runtimes import FLOAT_LITERT, Deployment
 from spnas.latency.timing import TimingError, check_statistic, split_repeats, statistic_value
 from spnas.space import SKIP, SearchSpace
 from spnas.tables.table import LatencyTable
@@ -52,6 +51,7 @@ class Profile:
       calibration: ``(choices, stats)`` of whole random networks timed with
         the rest (see :func:`table_from_profile`).
       calibration_seed: the seed they were drawn with.
+      deployment: the precision and runtime of the timed models.
     """
 
     space: SearchSpace
@@ -69,6 +69,7 @@ class Profile:
     overhead: object | None = None
     calibration: list = dataclasses.field(default_factory=list)
     calibration_seed: int | None = None
+    deployment: Deployment = FLOAT_LITERT
 
     @property
     def on_device(self) -> bool:
@@ -91,10 +92,7 @@ def host_description() -> str:
 
 def statistic_of(table: LatencyTable) -> str | None:
     """The statistic a profiled table holds (``median``, ``p10``, ``avg``, ``min``), if recorded."""
-    text = table.extra.get("statistic")
-    if not isinstance(text, str) or not text.split():
-        return None
-    return text.split()[0]
+    return table.statistic
 
 
 def _spread(stats) -> float | None:
@@ -150,12 +148,13 @@ def _values(profile: Profile, statistic: str, subtract_overhead: bool):
 
 def _provenance(profile: Profile, statistic: str) -> dict:
     """What ran the models: runtime, source, statistic text, delegate, host."""
+    kind = profile.deployment.model_kind
     if profile.on_device:
         args = profile.target.get("benchmark_args") or []
         return {
             "runtime": "TFLite benchmark_model",
             "version": "unknown (user-supplied binary)",
-            "source": "spnas-latency profile --target=adb (one-layer float TFLite models, "
+            "source": f"spnas-latency profile --target=adb (one-layer {kind} models, "
                       "benchmark_model on the device)",
             "statistic": f"{statistic} of benchmark_model timed runs (us, converted to ms), batch 1",
             "delegate": "benchmark_model defaults" + (f" with {' '.join(args)}" if args else ""),
@@ -163,12 +162,18 @@ def _provenance(profile: Profile, statistic: str) -> dict:
         }
     clock_text = ("wall time (time.perf_counter)" if profile.clock == "wall"
                   else "thread CPU time (time.thread_time_ns)")
+    name = profile.deployment.runtime_name
+    if profile.deployment.runtime == "onnxruntime":
+        delegate = "CPUExecutionProvider, sequential, all graph optimizations"
+    else:
+        delegate = "XNNPACK (LiteRT default)" if profile.delegate else "none (built-in kernels)"
     return {
-        "runtime": "LiteRT",
-        "version": litert_version(),
-        "source": "spnas-latency profile (one-layer float TFLite models timed with LiteRT)",
-        "statistic": f"{statistic} of invoke() {clock_text}, batch 1",
-        "delegate": "XNNPACK (LiteRT default)" if profile.delegate else "none (built-in kernels)",
+        "runtime": name,
+        "version": profile.deployment.runtime_version(),
+        "source": f"spnas-latency profile (one-layer {kind} models timed with {name})",
+        "statistic": f"{statistic} of {'run_with_iobinding()' if name != 'LiteRT' else 'invoke()'} "
+                     f"{clock_text}, batch 1",
+        "delegate": delegate,
         "host": host_description(),
     }
 
@@ -230,7 +235,7 @@ def table_from_profile(
         "clock": profile.clock,
         "affinity": list(profile.affinity) if profile.affinity else None,
         "delegate": made["delegate"],
-        "converter": f"TensorFlow {tf.__version__} TFLiteConverter, float32",
+        "converter": profile.deployment.converter(),
         "host": made["host"],
         "profile_seconds": round(profile.seconds, 1),
         "load_average": list(profile.load_average),
@@ -257,4 +262,6 @@ def table_from_profile(
         date=datetime.date.today().isoformat(),
         source=made["source"],
         extra=extra,
+        precision=profile.deployment.precision,
+        deployment_runtime=profile.deployment.runtime,
     )

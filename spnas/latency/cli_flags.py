@@ -38,6 +38,12 @@ flags.DEFINE_enum("clock", None, ["wall", "thread"],
                   "host timing clock: wall (default) or thread (CPU time of the invoking thread; "
                   "threads=1 only). validate: default the table's.")
 flags.DEFINE_enum("target", "host", ["host", "adb"], "profile, validate: where to time.")
+flags.DEFINE_enum("precision", None, ["float32", "int8"],
+                  "profile: the models' precision: float32 (default) or int8 (full-integer "
+                  "TFLite). validate: the table's (another is refused).")
+flags.DEFINE_enum("runtime", None, ["litert", "onnxruntime"],
+                  "profile: the runtime timed: litert (default) or onnxruntime (host, float32, "
+                  "needs the [onnx] extra). validate: the table's (another is refused).")
 flags.DEFINE_string("adb", "adb", "adb: the adb executable.")
 flags.DEFINE_string("serial", None, "adb: device serial (default: the only device listed).")
 flags.DEFINE_string("benchmark_model", None,

@@ -43,12 +43,14 @@ def body() -> None:
         statistic=FLAGS.statistic or ("median" if target is None else "avg"),
         max_spread=FLAGS.max_spread, progress=FLAGS.progress, affinity=affinity,
         clock=FLAGS.clock or "wall", subtract_overhead=FLAGS.subtract_overhead,
-        calibrate=FLAGS.calibrate)
+        calibrate=FLAGS.calibrate, precision=FLAGS.precision or "float32",
+        runtime=FLAGS.runtime or "litert")
     spread = table.extra["max_spread"]
     calibration = table.extra.get("calibration")
     if calibration:
         print(f"calibration: scale {calibration['scale']:.4f} from {calibration['n']} networks "
               f"(measured/predicted sd {calibration['ratio_sd_pct']:.2f} %)")
-    print(f"wrote {FLAGS.out} ({len(table.layers)} searchable layers, constant "
+    print(f"wrote {FLAGS.out} ({table.precision} {table.deployment_runtime}, "
+          f"{len(table.layers)} searchable layers, constant "
           f"{table.constant_ms:.4f} ms, max spread {'n/a' if spread is None else f'{spread:.2f}'}"
           f", {table.extra['profile_seconds']:.0f} s)")

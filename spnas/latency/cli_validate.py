@@ -50,7 +50,8 @@ def body() -> dict:
         "spnas.latency.validate:validate_to_file", table, _space(table, FLAGS.table), target,
         FLAGS.report, FLAGS.plot, n=FLAGS.n, seed=FLAGS.seed, threads=given("threads"),
         warmup=given("warmup"), repeats=given("repeats"), statistic=FLAGS.statistic,
-        affinity=affinity, clock=FLAGS.clock, progress=FLAGS.progress, cache_dir=FLAGS.cache_dir)
+        affinity=affinity, clock=FLAGS.clock, progress=FLAGS.progress, cache_dir=FLAGS.cache_dir,
+        precision=FLAGS.precision, runtime=FLAGS.runtime)
     for model in ("paper", "exact"):
         m = report["metrics"][model]
         print(f"{model:>5}: RMSE {m['rmse_ms']:.4g} ms ({m['rmse_pct_of_mean']:.2f} % of mean), "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from spnas.latency.probe import convert, network_model
+from spnas.latency.runtimes import FLOAT_LITERT, Deployment, convert_for
 from spnas.latency.timing import statistic_value, time_interleaved
 from spnas.space import SearchSpace
 from spnas.tables.runtime_model import bind
@@ -53,6 +54,9 @@ def measure_with_drift(
 ) -> dict | None:
     """Times ``flatbuffer`` interleaved with the table's calibration networks.
 
+    The networks are converted and timed as the table's entries were (its
+    precision and runtime), so ``flatbuffer`` must be a model of that kind too.
+
     Returns:
       None when the table has no calibration networks; else ``measured_ms``
       (the model, ``statistic`` of its invokes), ``drift`` (host speed now /
@@ -62,8 +66,14 @@ def measure_with_drift(
     nets = calibration_nets(table, space)
     if not nets:
         return None
-    fbs = [bytes(flatbuffer)] + [convert(network_model(space, c)) for c, _ in nets]
-    stats = time_interleaved(fbs, threads=threads, warmup=warmup, repeats=repeats)
+    deployment = Deployment(table.precision, table.deployment_runtime).check()
+    def converted(choices):
+        model = network_model(space, choices)
+        return convert(model) if deployment == FLOAT_LITERT else convert_for(model, deployment)
+
+    fbs = [bytes(flatbuffer)] + [converted(c) for c, _ in nets]
+    stats = time_interleaved(fbs, threads=threads, warmup=warmup, repeats=repeats,
+                             runtime=deployment.runtime)
     measured = statistic_value(stats[0], statistic)
     ratios = [statistic_value(s, statistic) / then for s, (_, then) in zip(stats[1:], nets)]
     drift = float(np.median(ratios))

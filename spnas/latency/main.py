@@ -6,6 +6,7 @@
                 [--threads=1] [--warmup=20] [--repeats=100] [--statistic=median|p10]
                 [--max_spread=X] [--device=NAME] [--affinity=0] [--clock=wall|thread]
                 [--subtract_overhead] [--calibrate=10]
+                [--precision=float32|int8] [--runtime=litert|onnxruntime]
   spnas-latency profile --target=adb --benchmark_model=PATH [--adb=adb] [--serial=S]
                 [--threads=1] [--statistic=avg|min] [--rounds=3] [--affinity=4-7]
                 [--benchmark_args="--use_gpu=true"] ... (same --space/--out)
@@ -31,6 +32,10 @@ profiling has finished. ``--space`` takes ``embedded``
 (:func:`spnas.space.embedded_space`), ``paper`` (the 224x224 ImageNet
 space), ``smoke`` or a JSON file holding a search-space dict (or an
 ``arch.json``, whose ``space`` is used). The embedded table takes about a minute on a 2-core host.
+``--precision=int8`` profiles full-integer TFLite models instead of float
+ones, ``--runtime=onnxruntime`` float ONNX models with ONNX Runtime (the
+``[onnx]`` extra); the table records both (``deployment``) and ``validate``
+measures its networks the same way (:mod:`spnas.latency.runtimes`).
 ``--target=adb`` times the same models on an Android device with the
 ``benchmark_model`` binary the user supplies (:mod:`spnas.latency.adb`).
 

@@ -1,4 +1,4 @@
-"""On-host latency-table profiling with TFLite and the LiteRT interpreter.
+"""On-host latency-table profiling with TFLite and the LiteRT interpreter (or ONNX Runtime).
 
 The paper's runtime model (Stamoulis et al., 2019, Sec. 3.4, Eq. 10-12) needs,
 for every searchable layer, the runtime of the four candidates k3e3, k3e6,
@@ -9,6 +9,8 @@ CPU:
 
 * each candidate of each searchable layer becomes a one-layer Keras model
   (:func:`spnas.latency.probe.layer_model`), converted to a float TFLite model
+  (``precision="int8"``: full-integer TFLite; ``runtime="onnxruntime"``: a
+  float ONNX model timed with ONNX Runtime; :mod:`spnas.latency.runtimes`)
   and timed with the LiteRT interpreter (``repeats`` timed ``invoke()`` calls
   after ``warmup``; the table holds their median, their 10th percentile
   (``statistic="p10"``) or their minimum (``"min"``));
@@ -47,12 +49,12 @@ from spnas.latency.build import Profile, host_description, statistic_of, table_f
 from spnas.latency.probe import (
     CALIBRATION_SEED,
     calibration_choices,
-    convert,
     fixed_part_models,
     layer_model,
     network_model,
     overhead_probe_model,
 )
+from spnas.latency.runtimes import FLOAT_LITERT, Deployment, convert_for
 from spnas.latency.timing import (
     TimingError,
     check_clock,
@@ -88,11 +90,18 @@ def _check_settings(threads, warmup, repeats, max_spread, calibrate, target, clo
         check_clock(clock, threads)
 
 
-def _convert_all(space: SearchSpace, archs: list[list[str]], progress: bool):
-    """Labels and flatbuffers: fixed parts, every candidate, the probe, then the networks.
+def _convert_all(space: SearchSpace, archs: list[list[str]], progress: bool,
+                 deployment: Deployment = FLOAT_LITERT):
+    """Labels and models: fixed parts, every candidate, the probe, then the networks.
 
     A label is ``("part", name)``, ``(layer index, candidate)`` or ``("probe", "overhead")``.
+    int8 models keep int8 tensors where a network does: only the stem's input
+    and the head's output are float32 (:mod:`spnas.latency.runtimes`).
     """
+
+    def convert(model, float_input=False, float_output=False):
+        return convert_for(model, deployment, float_input, float_output)
+
     searchable = {layer.index: layer for layer in space.layers() if layer.searchable}
     builders = [(("part", name), model) for name, model in fixed_part_models(space).items()]
     labels = [label for label, _ in builders]
@@ -100,8 +109,8 @@ def _convert_all(space: SearchSpace, archs: list[list[str]], progress: bool):
     labels.append(("probe", "overhead"))
     fbs = []
     with tqdm(total=len(labels), disable=not progress, desc="converting", unit="model") as bar:
-        for _label, model in builders:
-            fbs.append(convert(model))
+        for (_, name), model in builders:
+            fbs.append(convert(model, float_input=name == "stem", float_output=name == "head"))
             bar.update(1)
         for index, choice in labels[len(builders):-1]:
             fbs.append(convert(layer_model(searchable[index], choice)))
@@ -111,7 +120,7 @@ def _convert_all(space: SearchSpace, archs: list[list[str]], progress: bool):
     with tqdm(total=len(archs), disable=not progress or not archs, desc="converting nets",
               unit="net") as bar:
         for choices in archs:
-            fbs.append(convert(network_model(space, choices)))
+            fbs.append(convert(network_model(space, choices), True, True))
             bar.update(1)
     return labels, fbs
 
@@ -169,6 +178,8 @@ def profile_space(
     clock: str = "wall",
     calibrate: int = 0,
     calibration_seed: int = CALIBRATION_SEED,
+    precision: str = "float32",
+    runtime: str = "litert",
 ) -> Profile:
     """Converts and times every candidate of every searchable layer and the fixed parts.
 
@@ -179,17 +190,18 @@ def profile_space(
     for the arguments.
     """
     _check_settings(threads, warmup, repeats, max_spread, calibrate, target, clock)
+    deployment = Deployment(precision, runtime).check(on_device=target is not None)
     affinity = tuple(affinity) if affinity else None
     start = time.perf_counter()
     load_before = load_average()
     if target is not None:
         target.connect()  # a missing device fails now, not after converting
     archs = calibration_choices(space, calibrate, calibration_seed)
-    labels, fbs = _convert_all(space, archs, progress)
+    labels, fbs = _convert_all(space, archs, progress, deployment)
 
     def timing(models, bar=None):
         return measure(models, target=target, threads=threads, warmup=warmup, repeats=repeats,
-                       affinity=affinity, clock=clock, progress=bar)
+                       affinity=affinity, clock=clock, progress=bar, runtime=runtime)
 
     with tqdm(total=rounds_of(target, repeats), disable=not progress, desc="timing",
               unit="round") as bar:
@@ -201,7 +213,7 @@ def profile_space(
     layers, parts = _by_layer(space, labels[:checked], stats[:checked])
     return Profile(
         space=space, layers=layers, parts=parts,
-        delegate=delegated(fbs[0], threads) if target is None else None,
+        delegate=delegated(fbs[0], threads) if target is None and runtime == "litert" else None,
         threads=threads, warmup=warmup, repeats=repeats,
         seconds=time.perf_counter() - start,
         load_average=(load_before, load_average()),
@@ -211,6 +223,7 @@ def profile_space(
         overhead=stats[checked],
         calibration=list(zip(archs, stats[checked + 1:])),
         calibration_seed=calibration_seed,
+        deployment=deployment,
     )
 
 
@@ -229,6 +242,8 @@ def profile_table(
     clock: str = "wall",
     subtract_overhead: bool = False,
     calibrate: int = 0,
+    precision: str = "float32",
+    runtime: str = "litert",
 ) -> LatencyTable:
     """Profiles every candidate of every searchable layer of ``space``.
 
@@ -253,6 +268,10 @@ def profile_table(
         :func:`spnas.latency.build.table_from_profile`).
       calibrate: time this many whole random networks with the layers and
         scale the table to them (see ``table_from_profile``); 0: no.
+      precision: ``float32`` or ``int8`` (full-integer TFLite; each model
+        calibrated on a few seeded random inputs, see
+        :mod:`spnas.latency.runtimes`).
+      runtime: ``litert`` or ``onnxruntime`` (host only, float32 only).
 
     Returns:
       A :class:`LatencyTable` in ms; the per-entry spread, layer shapes, the
@@ -263,12 +282,14 @@ def profile_table(
     Raises:
       TimingError, CpuError: bad counts, statistic, clock or CPUs (ValueErrors).
       ProfileError: a layer stays noisier than ``max_spread``.
+      DeploymentError: an unsupported precision/runtime, or the ONNX packages missing.
       spnas.latency.adb.AdbError: the device cannot be reached or timed.
     """
     check_statistic(statistic, target is not None)
     profile = profile_space(space, threads=threads, warmup=warmup, repeats=repeats,
                             progress=progress, max_spread=max_spread, target=target,
-                            affinity=affinity, clock=clock, calibrate=calibrate)
+                            affinity=affinity, clock=clock, calibrate=calibrate,
+                            precision=precision, runtime=runtime)
     return table_from_profile(profile, statistic=statistic, device=device,
                               subtract_overhead=subtract_overhead)
 
@@ -280,6 +301,9 @@ def profile_to_file(space: SearchSpace, out: str, device: str | None = None, tar
     ``device`` None names this host's CPU, or the device adb reaches; the other
     arguments are those of :func:`profile_table`. Returns the table written.
     """
+    # An unsupported precision/runtime fails before a device is reached.
+    Deployment(kwargs.get("precision", "float32"), kwargs.get("runtime", "litert")).check(
+        on_device=target is not None)
     if target is not None:
         target.connect()
         if device is None:

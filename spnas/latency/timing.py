@@ -1,4 +1,4 @@
-"""Timing TFLite models on this host, and the statistics a table may hold.
+"""Timing TFLite (or ONNX) models on this host, and the statistics a table may hold.
 
 All models of a profiling (or validation) run are timed *interleaved*
 (:func:`time_interleaved`): the repeats are split into rounds of :data:`CHUNK`
@@ -21,10 +21,11 @@ import time
 from collections.abc import Sequence
 
 from spnas.errors import UserError
-from spnas.export.litert import LatencyStats, measure_latency, prepare_for_timing, time_invokes
+from spnas.export.litert import LatencyStats, measure_latency, time_invokes
 from spnas.latency.adb import ADB_STATISTICS
 from spnas.latency.cpus import cpu_affinity
 from spnas.latency.probe import convert, network_model
+from spnas.latency.runtimes import prepare
 from spnas.space import SearchSpace
 
 CHUNK = 10  # timed invokes per visit of a model; repeats / CHUNK rounds
@@ -109,6 +110,7 @@ def time_interleaved(
     chunk: int = CHUNK,
     progress=None,
     clock: str = "wall",
+    runtime: str = "litert",
 ) -> list[HostStats]:
     """Times several models interleaved; one :class:`HostStats` per model.
 
@@ -125,10 +127,12 @@ def time_interleaved(
       chunk: timed invokes per visit of a model.
       progress: optional tqdm bar, advanced by one per round.
       clock: ``wall`` or ``thread`` (see :data:`CLOCKS`).
+      runtime: ``litert`` (TFLite flatbuffers) or ``onnxruntime`` (ONNX models,
+        timed the same way: ``invoke()`` runs the session with its input bound).
     """
     check_clock(clock, threads)
     timer = time_invokes if clock == "wall" else _thread_time_invokes
-    interps = [prepare_for_timing(fb, threads=threads) for fb in flatbuffers]
+    interps = [prepare(fb, runtime, threads=threads) for fb in flatbuffers]
     for interp in interps:
         timer(interp, warmup)
     samples: list[list[float]] = [[] for _ in interps]
@@ -155,14 +159,17 @@ def measure_network(
 
 
 def measure(flatbuffers, *, target=None, threads=1, warmup=20, repeats=100, affinity=None,
-            clock="wall", progress=None):
-    """Times models on ``target`` (an AdbTarget) or, for None, interleaved on this host."""
+            clock="wall", progress=None, runtime="litert"):
+    """Times models on ``target`` (an AdbTarget) or, for None, interleaved on this host.
+
+    ``runtime`` (host only): ``litert`` or ``onnxruntime``.
+    """
     if target is not None:
         return target.measure(flatbuffers, threads=threads, warmup=warmup, repeats=repeats,
                               progress=progress)
     with cpu_affinity(affinity):
         return time_interleaved(flatbuffers, threads, warmup, repeats, progress=progress,
-                                clock=clock)
+                                clock=clock, runtime=runtime)
 
 
 def rounds_of(target, repeats: int) -> int:

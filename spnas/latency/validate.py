@@ -9,7 +9,9 @@ Sec. 4, Fig. 7). :func:`validate` does the same for any table we profile:
   candidate, and skip where the layer may be skipped; seeded, see
   :func:`spnas.space.sample_choices`);
 * each is built as a plain network from the same blocks the table profiled
-  (:func:`spnas.latency.probe.network_model`), converted to float TFLite and
+  (:func:`spnas.latency.probe.network_model`), converted as the table's
+  models were (float or int8 TFLite, or float ONNX for an ONNX Runtime table;
+  :mod:`spnas.latency.runtimes`) and
   timed end to end on the table's target with the table's statistic, timing
   and thread settings: on the host all networks are timed interleaved
   (:func:`spnas.latency.timing.time_interleaved`), on a device by
@@ -42,7 +44,8 @@ from spnas.errors import UserError
 from spnas.export.litert import read_tflite
 from spnas.fileio import atomic_write_bytes, atomic_write_json
 from spnas.latency.build import host_description, statistic_of
-from spnas.latency.probe import convert, network_model
+from spnas.latency.probe import network_model
+from spnas.latency.runtimes import FLOAT_LITERT, Deployment, convert_for
 from spnas.latency.timing import (
     check_statistic,
     load_average,
@@ -123,15 +126,29 @@ def _settings(table: LatencyTable, target, *, statistic, threads, warmup, repeat
     }
 
 
-def _measure_nets(space, archs, settings, *, target, affinity, progress, cache_dir):
+def _deployment(table: LatencyTable, target, precision, runtime) -> Deployment:
+    """The table's precision and runtime; a differing ``precision``/``runtime`` is refused."""
+    own = table.deployment
+    for key, given in (("precision", precision), ("runtime", runtime)):
+        if given is not None and given != own[key]:
+            raise ValidationError(
+                f"Table {table.path or table.device!r} was profiled with {key} {own[key]!r}; "
+                f"validate measures networks as the table's entries were (leave out "
+                f"--{key}, or pass --{key}={own[key]}), not {given!r}.")
+    return Deployment(own["precision"], own["runtime"]).check(on_device=target is not None)
+
+
+def _measure_nets(space, archs, settings, *, target, affinity, progress, cache_dir,
+                  deployment=FLOAT_LITERT):
     """Converts (or reads from ``cache_dir``) and times the networks; (stats, rounds)."""
-    fbs = [_converted(space, choices, cache_dir)
+    fbs = [_converted(space, choices, cache_dir, deployment)
            for choices in tqdm(archs, disable=not progress, desc="converting", unit="net")]
     rounds = rounds_of(target, settings["repeats"])
     with tqdm(total=rounds, disable=not progress, desc="timing", unit="round") as bar:
         stats = measure(fbs, target=target, threads=settings["threads"],
                         warmup=settings["warmup"], repeats=settings["repeats"],
-                        affinity=affinity, clock=settings["clock"], progress=bar)
+                        affinity=affinity, clock=settings["clock"], progress=bar,
+                        runtime=deployment.runtime)
     return stats, rounds
 
 
@@ -190,6 +207,8 @@ def validate(
     strict: bool = True,
     progress: bool = True,
     cache_dir: str | None = None,
+    precision: str | None = None,
+    runtime: str | None = None,
 ) -> dict:
     """Measures ``n`` random networks of ``space`` and scores the table's predictions.
 
@@ -211,12 +230,17 @@ def validate(
       cache_dir: keep the converted networks there, named by a hash of the
         space, the choices and the TensorFlow version (conversion dominates
         the run time on a small host; a rerun with another table reuses them).
+      precision, runtime: None (the table's own deployment: int8 networks for
+        an int8 table, ONNX Runtime for an ONNX Runtime table), or the same
+        values; others are refused.
 
     Returns:
       The report (see the module docstring); nothing is written.
 
     Raises:
-      ValidationError: bad settings, or a table of another target (a ValueError).
+      ValidationError: bad settings, or a table of another target, precision or
+        runtime (a ValueError).
+      DeploymentError: the table's runtime is not installed or not for ``target``.
       LatencyTableError: a table of another space.
     """
     if n < 1:
@@ -224,6 +248,7 @@ def validate(
     bound = bind(table, space, strict)
     settings = _settings(table, target, statistic=statistic, threads=threads, warmup=warmup,
                          repeats=repeats, clock=clock)
+    deployment = _deployment(table, target, precision, runtime)
     start = time.perf_counter()
     load_before = load_average()
     if target is not None:
@@ -231,11 +256,12 @@ def validate(
     rng = np.random.default_rng(seed)
     archs = [sample_choices(space, rng) for _ in range(n)]
     stats, rounds = _measure_nets(space, archs, settings, target=target, affinity=affinity,
-                                  progress=progress, cache_dir=cache_dir)
+                                  progress=progress, cache_dir=cache_dir, deployment=deployment)
     nets = _scored(bound, archs, stats, settings["statistic"])
     report = _summary(table, nets, {
         "seed": seed, "statistic": settings["statistic"], "threads": settings["threads"],
         "warmup": settings["warmup"], "repeats": settings["repeats"], "rounds": rounds,
+        **deployment.to_json(),
         "target": target.describe() if target is not None else {"target": "host"},
         "clock": settings["clock"] if target is None else "device",
         "affinity": list(affinity) if affinity else None,
@@ -247,17 +273,32 @@ def validate(
     return report
 
 
-def _converted(space: SearchSpace, choices: list[str], cache_dir: str | None) -> bytes:
+def _converted(space: SearchSpace, choices: list[str], cache_dir: str | None,
+               deployment: Deployment = FLOAT_LITERT) -> bytes:
+    def convert():
+        return convert_for(network_model(space, choices), deployment)
+
     if not cache_dir:
-        return convert(network_model(space, choices))
-    key = json.dumps([space.to_dict(), choices, tf.__version__], sort_keys=True)
-    path = os.path.join(cache_dir, f"net_{hashlib.sha256(key.encode()).hexdigest()[:20]}.tflite")
+        return convert()
+    # A float32/LiteRT key is the one of caches made before other deployments existed.
+    parts = [space.to_dict(), choices, tf.__version__]
+    if deployment != FLOAT_LITERT:
+        parts.append(deployment.to_json())
+    key = json.dumps(parts, sort_keys=True)
+    path = os.path.join(cache_dir, f"net_{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+                                   f"{deployment.suffix}")
     if os.path.lexists(path):
         try:
-            return read_tflite(path, "Cached network")
+            if deployment.runtime == "litert":
+                return read_tflite(path, "Cached network")
+            with open(path, "rb") as f:
+                data = f.read()
+            if data:
+                return data
+            print(f"note: Cached network {path!r} is empty. Converting it again.")
         except (OSError, UserError) as e:  # ours to rebuild, but say so
             print(f"note: {e} Converting it again.")
-    fb = convert(network_model(space, choices))
+    fb = convert()
     atomic_write_bytes(path, fb)
     return fb
 
@@ -281,6 +322,9 @@ def plot_scatter(report: dict, path: str) -> None:
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
     device = report["table"].get("device", "")
+    deployment = report["table"].get("deployment") or {}
+    if deployment:
+        device = f"{device}, {deployment['precision']} {deployment['runtime']}"
     ax.set_title(f"Runtime model vs {report['n']} random nets\n{device}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)

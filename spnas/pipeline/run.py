@@ -30,7 +30,7 @@ import ml_collections
 
 from spnas.arch.handoff import Arch
 from spnas.configs import export_default
-from spnas.export.report import FLOAT_FILE
+from spnas.export.report import FLOAT_FILE, INT8_FILE
 from spnas.export.report import run as export_run
 from spnas.fileio import atomic_write_json, check_writable_dir
 from spnas.latency.build import statistic_of
@@ -122,9 +122,11 @@ def _measure_drift(arch: Arch, workdir: str, proxy: bool) -> tuple[str, dict | N
     loaded = load_table(table["path"])
     profiled = statistic_of(loaded)
     statistic = profiled if profiled in ("min", "p10") else "median"
-    if proxy:
+    if proxy or loaded.deployment_runtime != "litert":
         return statistic, None
-    with open(os.path.join(workdir, FLOAT_FILE), "rb") as f:
+    # -- an int8 table (as the search's table) is compared with the int8 model --
+    model_file = INT8_FILE if loaded.precision == "int8" else FLOAT_FILE
+    with open(os.path.join(workdir, model_file), "rb") as f:
         drift = measure_with_drift(f.read(), loaded, arch.space, statistic=statistic)
     return statistic, drift
 
@@ -132,7 +134,8 @@ def _measure_drift(arch: Arch, workdir: str, proxy: bool) -> tuple[str, dict | N
 def _summary(arch: Arch, trained: dict, exported: dict, statistic: str, drift: dict | None,
              workdir: str, seconds: tuple[float, float, float]) -> dict:
     table = arch.get("latency_table") or {}
-    measured = exported["float"]["latency"]
+    measured_model = "int8" if table.get("precision") == "int8" else "float"  # the table's kind
+    measured = exported[measured_model]["latency"]
     return {
         "workdir": os.path.abspath(workdir),
         "device": table.get("device"),
@@ -143,12 +146,16 @@ def _summary(arch: Arch, trained: dict, exported: dict, statistic: str, drift: d
         "measured_ms_p10": measured["p10_ms"],
         "measured_ms_min": measured["min_ms"],
         "table_statistic": statistic,
+        "measured_model": measured_model,  # int8 when the search's table is an int8 table
         "host_drift": drift,
         "top1": trained.get("top1"),
         "top5": trained.get("top5"),
         "int8_top1_agreement_pct": exported["int8"].get("top1_agreement_pct"),
         "float_bytes": exported["float"]["size_bytes"],
         "int8_bytes": exported["int8"]["size_bytes"],
+        # -- int8 latency against an int8 table (export config int8_table), if given --
+        "int8_table_prediction": exported["int8"].get("table_prediction"),
+        # -- end int8 table --
         "layers": arch["layers"],
         "arch": {"file": arch.path, "sha256": arch.sha256},
         "export_images": exported.get("dataset"),
@@ -169,6 +176,19 @@ def drift_rows(s: dict) -> list[str]:
     ]
 
 
+def int8_rows(s: dict) -> list[str]:
+    """Rows on the int8 model against an int8 table (export config int8_table), if given."""
+    p = s.get("int8_table_prediction")
+    if not p:
+        return []
+    return [
+        f"| {'predicted int8 (int8 table, exact)':<38} | {p['predicted_ms_exact']:>11.4f} ms |",
+        f"| {'measured int8 TFLite (' + p['statistic'] + ', 1 thread)':<38} | "
+        f"{p['measured_ms']:>11.4f} ms |",
+        f"| {'int8 prediction error':<38} | {p['error_pct_exact']:>+12.1f} % |",
+    ]
+
+
 def summary_table(s: dict) -> list[str]:
     measured = s["measured_ms"]
     err = 100.0 * (s["predicted_ms_exact"] / measured - 1.0)
@@ -182,9 +202,10 @@ def summary_table(s: dict) -> list[str]:
         f"|{'-' * 40}|{'-' * 16}|",
         f"| {'predicted latency (paper model)':<38} | {s['predicted_ms']:>11.4f} ms |",
         f"| {'predicted latency (exact table sum)':<38} | {s['predicted_ms_exact']:>11.4f} ms |",
-        f"| {'measured float TFLite (' + s['table_statistic'] + ', 1 thread)':<38} | {measured:>11.4f} ms |",
+        f"| {'measured ' + s.get('measured_model', 'float') + ' TFLite (' + s['table_statistic'] + ', 1 thread)':<38} | {measured:>11.4f} ms |",
         f"| {'prediction error (exact vs measured)':<38} | {err:>+12.1f} % |",
         *drift_rows(s),
+        *int8_rows(s),
         f"| {'top-1 / top-5 (EMA, validation)':<38} | {pct(s['top1']):>6} / {pct(s['top5'])} |",
         f"| {'int8 top-1 agreement with Keras':<38} | {pct(s['int8_top1_agreement_pct'], 1):>14} |",
         f"| {'model size float / int8':<38} | {s['float_bytes'] / 1024:>5.0f} / {s['int8_bytes'] / 1024:.0f} KB |",

@@ -8,8 +8,14 @@ Our format is a self-describing JSON (``format: spnas.latency_table/1``)::
     "runtime": "TFLite", "runtime_version": "1.12", "date": "2019-04-05",
     "constant_ms": 19.5999,          # stem, head, FC and the fixed layers
     "layers": {"1": {"k3_e3": ..., "k3_e6": ..., "k5_e3": ..., "k5_e6": ...}, ...},
+    "deployment": {"precision": "int8", "runtime": "litert"},  # optional
     ...                              # optional: source, space, fixed_layers, spread
   }
+
+``deployment`` says what the entries time: ``precision`` ``float32`` or
+``int8`` (full-integer models), ``runtime`` ``litert`` (TFLite: LiteRT or
+``benchmark_model``) or ``onnxruntime``. A table without it (every table made
+before it existed, the Pixel 1 import) reads as float32 on LiteRT.
 
 ``layers`` is keyed by the supernet layer index of each searchable layer. The
 original release's table (keyed ``"0".."21"`` then ``"0".."3"``, ms, no
@@ -31,6 +37,9 @@ from spnas.tables import shipped
 FORMAT = "spnas.latency_table/1"
 ORIGINAL_CONSTANT_MS = 19.5999  # Pixel 1 stem+head+FC+fixed layers, from the paper's release
 _REQUIRED = ("device", "units", "input_size", "constant_ms", "layers")
+PRECISIONS = ("float32", "int8")
+RUNTIMES = ("litert", "onnxruntime")
+DEFAULT_DEPLOYMENT = {"precision": "float32", "runtime": "litert"}  # tables without one
 
 
 class LatencyTableError(UserError):
@@ -53,6 +62,21 @@ class LatencyTable:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     path: str | None = None
     sha256: str | None = None
+    precision: str = "float32"
+    deployment_runtime: str = "litert"
+
+    @property
+    def deployment(self) -> dict[str, str]:
+        """``{"precision": "float32"|"int8", "runtime": "litert"|"onnxruntime"}``."""
+        return {"precision": self.precision, "runtime": self.deployment_runtime}
+
+    @property
+    def statistic(self) -> str | None:
+        """The statistic the entries hold (``median``, ``p10``, ``avg``, ``min``), if recorded."""
+        text = self.extra.get("statistic")
+        if not isinstance(text, str) or not text.split():
+            return None
+        return text.split()[0]
 
     @property
     def searchable_indices(self) -> list[int]:
@@ -72,6 +96,7 @@ class LatencyTable:
             "date": self.date,
             "source": self.source,
             "constant_ms": self.constant_ms,
+            "deployment": self.deployment,
             "layers": {str(i): dict(self.layers[i]) for i in sorted(self.layers)},
         }
         d.update(self.extra)
@@ -84,6 +109,8 @@ class LatencyTable:
             "units": self.units,
             "input_size": self.input_size,
             "runtime": self.runtime,
+            "precision": self.precision,
+            "deployment": self.deployment,
             "path": self.path,
             "sha256": self.sha256,
         }
@@ -164,6 +191,21 @@ def _parse_layers(raw: Any, name: str) -> dict[int, dict[str, float]]:
     return out
 
 
+def _parse_deployment(raw: Any, name: str) -> dict[str, str]:
+    if raw is None:
+        return dict(DEFAULT_DEPLOYMENT)
+    if not isinstance(raw, dict) or set(raw) - set(DEFAULT_DEPLOYMENT):
+        raise LatencyTableError(
+            f"Latency table {name}: 'deployment' must be an object with 'precision' and "
+            f"'runtime', got {raw!r}.")
+    out = {**DEFAULT_DEPLOYMENT, **raw}
+    for key, allowed in (("precision", PRECISIONS), ("runtime", RUNTIMES)):
+        if out[key] not in allowed:
+            raise LatencyTableError(
+                f"Latency table {name}: deployment {key} {out[key]!r} is not one of {allowed}.")
+    return out
+
+
 def table_from_json(data: Any, path: str | None = None) -> LatencyTable:
     """Validates a parsed table in our format (or the original release's)."""
     name = repr(path) if path else "(in memory)"
@@ -197,7 +239,8 @@ def table_from_json(data: Any, path: str | None = None) -> LatencyTable:
             f"Latency table {name}: 'input_size' {size!r} must be a positive integer."
         )
     known = {"format", "device", "units", "input_size", "runtime", "runtime_version", "date",
-             "source", "constant_ms", "layers"}
+             "source", "constant_ms", "layers", "deployment"}
+    deployment = _parse_deployment(data.get("deployment"), name)
     return LatencyTable(
         device=str(data["device"]),
         units="ms",
@@ -210,6 +253,8 @@ def table_from_json(data: Any, path: str | None = None) -> LatencyTable:
         layers=_parse_layers(data["layers"], name),
         extra={k: v for k, v in data.items() if k not in known},
         path=path,
+        precision=deployment["precision"],
+        deployment_runtime=deployment["runtime"],
     )
 
 

@@ -15,6 +15,18 @@ CIFAR-10 images: stride-1 stem, width 0.5), profiled the same way on the same ho
   spnas-latency profile --space=cifar10 --out=spnas/tables/shipped/cifar10_cpu.json \
       --threads=1 --repeats=2000 --statistic=min --subtract_overhead --calibrate=10
 
+``embedded_cpu_int8`` and ``embedded_cpu_onnxruntime``: the embedded space as
+full-integer int8 TFLite models on LiteRT (``deployment: int8 / litert``) and as
+float ONNX models on ONNX Runtime (``float32 / onnxruntime``, 1 intra-op thread),
+profiled the same way on the same host, with ``--precision=int8`` and
+``--runtime=onnxruntime`` (88 s and 85 s at load ~3). Validated against 30 random
+networks each (bench/results/validate_embedded_cpu_int8.json and
+validate_embedded_cpu_onnxruntime.json): MAPE 0.69 % and 0.68 % (exact sum)::
+
+  spnas-latency profile --space=embedded --out=spnas/tables/shipped/embedded_cpu_int8.json \
+      --precision=int8 --threads=1 --repeats=2000 --statistic=min --subtract_overhead \
+      --calibrate=10
+
 ``smoke_cpu``: :func:`spnas.space.smoke_space`, profiled the same way. Each file
 records its own settings, host, load average and per-entry spread.
 """
