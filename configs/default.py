@@ -73,4 +73,16 @@ def get_config(arg=None):
     c.target_max_lambda = 1.0  # bound on |lambda| in target mode
     c.target_decode = True  # move the decoded net to the budget by a margin shift
     c.target_tolerance = 0.05  # relative tolerance of the budget
+    # Parameter limit beside the latency target (0 = off): after the warm-up a second
+    # multiplier lambda_p on lambda_p * 1e3 * ln(P) grows while the decoded net has more
+    # than max_params parameters and decays to 0 under it; the decoded net is then
+    # moved under the limit by a margin shift (spnas/search/limits.py).
+    c.max_params = 0  # parameter limit of the decoded net (0: off)
+    c.params_lr = 0.02  # parameter-limit controller integral gain
+    c.params_kp = 1.0  # parameter-limit controller proportional gain
+    c.params_max_lambda = 1.0  # bound on lambda_p (>= 0)
+    # Many budgets from one search: after it, decode one net per latency budget from the
+    # same supernet (the margin shift of target_decode) and write arch_<T>ms.json each,
+    # budgets.json/.csv and fig_budgets.png (spnas/search/budgets.py).
+    c.targets = ""  # comma-separated latency budgets in ms, e.g. "0.2,0.25,0.3" ("": off)
     return c

@@ -69,6 +69,37 @@ def _in(*allowed) -> tuple[Callable[[Any], bool], str]:
 
 _POS, _NONNEG, _ONE = (_positive, "> 0"), (_non_negative, ">= 0"), (_at_least_one, ">= 1")
 
+
+def parse_targets(text: str) -> tuple[float, ...]:
+    """``"0.2, 0.3"`` -> ``(0.2, 0.3)``: the ``targets`` key's budgets in ms (``""``: none).
+
+    Raises:
+      ValueError: an item that is not a finite number > 0, or a repeated budget (two
+        budgets are one when they agree to 6 significant digits, as their file names do).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a string: {text!r}")
+    if not text.strip():
+        return ()
+    values = []
+    for item in text.split(","):
+        value = float(item)  # ValueError for "" and "abc"
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"not a finite number > 0: {item!r}")
+        values.append(value)
+    if len({f"{v:.6g}" for v in values}) != len(values):
+        raise ValueError(f"a budget is repeated: {text!r}")
+    return tuple(values)
+
+
+def _budgets_ok(text) -> bool:
+    try:
+        parse_targets(text)
+    except ValueError:
+        return False
+    return True
+
+
 # key -> (predicate, what is allowed). A key absent from a config is not checked.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # data (configs/common.py)
@@ -113,6 +144,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "target_kp": _NONNEG,
     "target_max_lambda": _POS,
     "target_tolerance": (_fraction_open, "in (0, 1)"),
+    "max_params": (_non_negative, ">= 0 (0: no parameter limit)"),
+    "params_lr": _NONNEG,
+    "params_kp": _NONNEG,
+    "params_max_lambda": _POS,
+    "targets": (_budgets_ok, "comma-separated distinct latency budgets in ms, "
+                "each a finite number > 0, e.g. '0.2,0.3' ('': off)"),
     "space.width": _POS,
     "space.dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),
     "space.stem_channels": _ONE,
@@ -129,6 +166,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "threads": _ONE,
     "warmup": _NONNEG,
     "repeats": _ONE,
+    "int8_table": (lambda x: x == x.strip(), "'' (none), an int8 table file or a shipped "
+                   "table's name (e.g. embedded_cpu_int8)"),
 }
 
 

@@ -6,9 +6,9 @@ Layer ranks (an import may only go to the same or a lower rank):
      spnas.configs_path, spnas.configs.* (the root configs/ folder)
   1  spnas.tables.*, spnas.arch.*
   2  spnas.superkernel.*, spnas.data.*
-  3  spnas.search.supernet, spnas.search.target, spnas.models.*
+  3  spnas.search.supernet, spnas.search.target, spnas.search.limits, spnas.models.*
   4  spnas.train.*, spnas.export.*, spnas.latency.*, spnas.search.callbacks,
-     spnas.search.report
+     spnas.search.report, spnas.search.budgets
   5  spnas.cli, spnas.search.run, spnas.train.run, spnas.search.random_search,
      spnas.pipeline (and anything under it), every main.py / *_main.py and
      spnas.latency.cli* (the entry points)
@@ -53,10 +53,10 @@ MAX_ENTRY_POINT_LINES = 100
 RANKS = (
     (5, ("spnas.cli", "spnas.cli_config", "spnas.search.run", "spnas.train.run", "spnas.search.random_search",
          "spnas.pipeline", "spnas.pipeline.*", "*.main", "*_main", "spnas.latency.cli*")),
-    (3, ("spnas.search.supernet", "spnas.search.target", "spnas.models.*",
+    (3, ("spnas.search.supernet", "spnas.search.target", "spnas.search.limits", "spnas.models.*",
          "spnas.config_check")),
     (4, ("spnas.train.*", "spnas.export.*", "spnas.latency.*", "spnas.search.callbacks",
-         "spnas.search.report")),
+         "spnas.search.report", "spnas.search.budgets")),
     (2, ("spnas.superkernel.*", "spnas.data.*")),
     (1, ("spnas.tables.*", "spnas.arch.*", "spnas.workdir")),
     (0, ("spnas", "spnas.errors", "spnas.fileio", "spnas.space", "spnas.configs_path",

@@ -38,35 +38,52 @@ class SearchSchedule(keras.callbacks.Callback):
         ``next_lambda(current, runtime_ms, first) -> float`` that adapts lambda
         after the warm-up (see spnas/search/target.py). Lambda lives in a model
         variable, so it is checkpointed and a resumed run continues from it.
+      params_controller: optional parameter-limit controller with
+        ``next_lambda(current, params, first) -> float`` that sets the supernet's
+        ``params_lambda`` after the warm-up (0 before; spnas/search/limits.py).
     """
 
     def __init__(self, supernet: Supernet, warmup_steps: int, runtime_lambda: float,
-                 keep_prob: float = 0.6, controller=None):
+                 keep_prob: float = 0.6, controller=None, params_controller=None):
         super().__init__()
         self.supernet = supernet
         self.warmup_steps = int(warmup_steps)
         self.runtime_lambda = float(runtime_lambda)
         self.keep_prob = float(keep_prob)
         self.controller = controller
+        self.params_controller = params_controller
         self._state = None
         self._step = None
 
-    def values(self, step: int) -> tuple[float, float]:
+    def values(self, step: int) -> tuple[float, float, float]:
+        """(lambda, indicator keep-probability, lambda_p) for ``step``."""
         if step < self.warmup_steps:
-            return 0.0, self.keep_prob
+            return 0.0, self.keep_prob, 0.0
+        first = step == self.warmup_steps
+        lam_p = 0.0
+        if self.params_controller is not None:
+            current = float(keras.ops.convert_to_numpy(self.supernet.params_lambda))
+            params = float(keras.ops.convert_to_numpy(self.supernet.params_count()))
+            lam_p = self.params_controller.next_lambda(current, params, first=first)
         if self.controller is None:
-            return self.runtime_lambda, 1.0
+            return self.runtime_lambda, 1.0, lam_p
         current = float(keras.ops.convert_to_numpy(self.supernet.runtime_lambda))
         runtime = float(keras.ops.convert_to_numpy(self.supernet.runtime_ms()))
-        return self.controller.next_lambda(current, runtime, first=step == self.warmup_steps), 1.0
+        return self.controller.next_lambda(current, runtime, first=first), 1.0, lam_p
 
     def checkpoint_state(self) -> dict:
-        """What a resumed run needs besides the model: the controller's last error."""
-        return {"last_error": getattr(self.controller, "_last_error", None)}
+        """What a resumed run needs besides the model (whose variables hold both
+        lambdas): the controllers' last errors."""
+        state = {"last_error": getattr(self.controller, "_last_error", None)}
+        if self.params_controller is not None:
+            state["params"] = self.params_controller.state()
+        return state
 
     def restore_state(self, state: dict) -> None:
         if self.controller is not None:
             self.controller._last_error = state.get("last_error")
+        if self.params_controller is not None:
+            self.params_controller.restore(state.get("params") or {})
 
     def on_train_begin(self, logs=None):
         self.on_train_batch_begin(0)
@@ -80,10 +97,13 @@ class SearchSchedule(keras.callbacks.Callback):
         if state != self._state:
             self.supernet.set_runtime_lambda(state[0])
             self.supernet.set_indicator_keep_prob(state[1])
+            if self.params_controller is not None:
+                self.supernet.set_params_lambda(state[2])
             self._state = state
 
 
-LOG_FIELDS = ("step", "epoch", "loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms")
+LOG_FIELDS = ("step", "epoch", "loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms",
+              "params", "lambda_params")
 
 
 class WindowMeans:
@@ -120,7 +140,8 @@ class SearchLogger(keras.callbacks.Callback):
 
     Columns: step, epoch, loss, ce, accuracy (each the mean over the steps since
     the previous row, i.e. a window of ``every`` steps), lr, lambda, keep_prob,
-    runtime_ms (from the hard decisions) and, per searchable layer,
+    runtime_ms and params (of the decoded net, from the hard decisions),
+    lambda_params (the parameter limit's multiplier) and, per searchable layer,
     ``L<i>_d5x5``, ``L<i>_d100c``, ``L<i>_d50c``. Rows are keyed by step: on
     (re)start the file is rewritten atomically with the rows up to the restored
     step only (none for a start at step 0), so the log has each step once.
@@ -182,6 +203,8 @@ class SearchLogger(keras.callbacks.Callback):
             "lambda": float(keras.ops.convert_to_numpy(sn.runtime_lambda)),
             "keep_prob": float(keras.ops.convert_to_numpy(sn.searchable_blocks[0].conv_dw.keep_prob)),
             "runtime_ms": float(keras.ops.convert_to_numpy(sn.runtime_ms())) if sn.latency else "",
+            "params": round(float(keras.ops.convert_to_numpy(sn.params_count()))),
+            "lambda_params": float(keras.ops.convert_to_numpy(sn.params_lambda)),
         }
         for key in ("loss", "ce", "accuracy"):
             row[key] = float(logs[key]) if key in logs else ""
@@ -191,7 +214,8 @@ class SearchLogger(keras.callbacks.Callback):
         self._writer.writerow(row)
         self._file.flush()
         if self._tb is not None:
-            keys = ("loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms")
+            keys = ("loss", "ce", "accuracy", "lr", "lambda", "keep_prob", "runtime_ms", "params",
+                    "lambda_params")
             self._tb.scalars(step, {f"search/{k}": row[k] for k in keys})
             self._tb.scalars(step, {f"choices/{c}": n
                                     for c, n in _choice_counts(sn.choices()).items()})

@@ -17,10 +17,18 @@ import keras
 import ml_collections
 
 from spnas.arch.handoff import Arch, load_arch, make_arch, write_arch
+from spnas.arch.params import ParamsTable
 from spnas.config_check import check as check_config
 from spnas.fileio import atomic_write_json, check_writable_dir, sha256_file
-from spnas.search import report
+from spnas.search import budgets, report
 from spnas.search.callbacks import SearchLogger, SearchSchedule, kernel_channel_std
+from spnas.search.limits import (
+    ParamsLimitController,
+    check_limits,
+    constraints_record,
+    decode_under_limit,
+    limit_lines,
+)
 from spnas.search.supernet import build_supernet
 from spnas.search.target import (
     LambdaController,
@@ -86,6 +94,24 @@ def summary_lines(space: SearchSpace, choices: list[str], table: BoundTable | No
     return lines
 
 
+def _params_controller(config, model, target_ms: float | None) -> ParamsLimitController | None:
+    """``config.max_params``'s controller (None when 0), checked against the reachable
+    range before training; turns the supernet's parameter loss on."""
+    max_params = config.get("max_params", 0)
+    if not max_params:
+        return None
+    table = load_search_table(config, model.space)
+    lo, hi = check_limits(model.space, table, max_params, target_ms,
+                          config.target_tolerance).range()
+    model.enable_params_loss()
+    if is_chief():
+        print(f"spnas-search: parameter limit {max_params:,} (this space: {lo:,}-{hi:,} "
+              f"parameters" + ("; the limit cannot bind" if max_params >= hi else "") + ")",
+              flush=True)
+    return ParamsLimitController(max_params, config.params_lr, config.params_max_lambda,
+                                 kp=config.params_kp)
+
+
 def _callbacks(config, model, lr, lengths: recipe.Lengths, warmup_steps: int,
                target_ms: float | None, workdir: str) -> tuple[list, list]:
     """The lambda / indicator schedule, the log and the progress bar (and what to close)."""
@@ -93,25 +119,41 @@ def _callbacks(config, model, lr, lengths: recipe.Lengths, warmup_steps: int,
     if target_ms is not None:
         controller = LambdaController(target_ms, config.target_lr, config.lambda_,
                                       config.target_max_lambda, kp=config.get("target_kp", 0.0))
+    params_controller = _params_controller(config, model, target_ms)
     schedule = SearchSchedule(model, warmup_steps, config.lambda_, config.indicator_keep_prob,
-                              controller=controller)
+                              controller=controller, params_controller=params_controller)
     logger = SearchLogger(model, os.path.join(workdir, "search_log.csv"),
                           config.execution.log_every, lengths.per_epoch, lr,
                           tb_dir=os.path.join(workdir, "tb"))
-    progress = TqdmProgress(lengths.total,
-                            extra=lambda: {"R_ms": f"{float(model.runtime_ms()):.3f}"})
+
+    def extra():
+        out = {"R_ms": f"{float(model.runtime_ms()):.3f}"}
+        if params_controller is not None:
+            out["P"] = f"{float(model.params_count()):,.0f}"
+        return out
+
+    progress = TqdmProgress(lengths.total, extra=extra)
     return [schedule, logger, progress], [progress, logger]
 
 
 def _decode(config, model, space: SearchSpace, table: BoundTable,
             target_ms: float | None) -> tuple[list[str], dict | None]:
-    """The decoded choices (moved to the budget in latency-target mode) and the budget."""
+    """The decoded choices (moved to the budget in latency-target mode, then under
+    ``max_params``) and the budget; with a parameter limit the budget holds its
+    decode under ``"params_limit"``."""
     choices = model.choices()
-    if target_ms is None or not config.get("target_decode", True):
-        return choices, None
-    budget = decode_at_budget(model.decisions(), choices, space, table, target_ms,
-                              config.target_tolerance, strict_table=not config.table_proxy)
-    return budget["choices"], budget
+    budget = None
+    if target_ms is not None and config.get("target_decode", True):
+        budget = decode_at_budget(model.decisions(), choices, space, table, target_ms,
+                                  config.target_tolerance, strict_table=not config.table_proxy)
+        choices = budget["choices"]
+    max_params = config.get("max_params", 0)
+    if not max_params:
+        return choices, budget
+    limit = decode_under_limit(model.decisions(), choices, space, table,
+                               ParamsTable.from_space(space), max_params, target_ms,
+                               config.target_tolerance)
+    return limit["choices"], {**(budget or {}), "params_limit": limit}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Arch:
@@ -164,6 +206,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
     space = space_from_config(config, num_classes)
     table = load_search_table(config, space)
     target_ms = _target_ms(config, table)
+    targets = budgets.checked_targets(config, table)  # config.targets, before training
     s = config.schedule
     lengths = recipe.schedule_lengths(s, info.num_examples, whole_batches=True)
     warmup_steps = lengths.steps(config.lambda_warmup_epochs)
@@ -215,15 +258,28 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
     )
     if target_ms is not None:
         arch["target"] = budget_verdict(arch["predicted_ms"], target_ms, config.target_tolerance)
-        if budget is not None:
+        if budget is not None and "choices" in budget:
             arch["target"]["decode"] = {
-                "method": BUDGET_METHOD, **{k: v for k, v in budget.items() if k != "choices"}}
+                "method": BUDGET_METHOD,
+                **{k: v for k, v in budget.items() if k not in ("choices", "params_limit")}}
+    arch["constraints"] = constraints_record(
+        arch["predicted_ms"], ParamsTable.from_space(space).count(choices), target_ms,
+        config.target_tolerance, config.get("max_params", 0) or None,
+        arch["search"]["lambda"], float(keras.ops.convert_to_numpy(model.params_lambda)),
+        (budget or {}).get("params_limit"))
+    # config.targets: more nets from this supernet (every host evaluates; the chief writes).
+    many = budgets.many_budgets(config, model, data, space, table, arch, targets, BUDGET_METHOD)
     path = os.path.join(workdir, "arch.json")
     if not is_chief():  # the other hosts of a cluster write nothing
         return Arch(arch)
     write_arch(path, arch)
     atomic_write_json(os.path.join(workdir, "kernel_std.json"), kernel_channel_std(model))
     _print_result(workdir, space, choices, table, arch, budget, val, seconds)
+    if many is not None:
+        written = budgets.write_budgets(workdir, many)
+        print("budgets (one supernet, decoded at each; top1: its supernet accuracy, "
+              "indicators forced):\n" + "\n".join(budgets.summary_lines(many["table"])))
+        print("\n".join(f"budget file: {p}" for p in written))
     return Arch(arch, path=os.path.abspath(path), sha256=sha256_file(path))
 
 
@@ -234,11 +290,12 @@ def _print_result(workdir: str, space: SearchSpace, choices: list[str], table: B
     print(f"predicted latency: {arch['predicted_ms']:.3f} ms on {table.device!r} "
           f"(exact table sum {arch['predicted_ms_exact']:.3f} ms)")
     if "target" in arch:
-        if budget is not None and budget["changed_layers"]:
+        if budget is not None and budget.get("changed_layers"):
             print(f"budget decode: margin shift {budget['shift']:+.3f} changed layers "
                   f"{', '.join(map(str, budget['changed_layers']))} (the plain decode predicts "
                   f"{budget['unshifted_predicted_ms']:.3f} ms)")
         print(arch["target"]["message"])
+    print("\n".join(limit_lines(arch["constraints"], table.device)))
     close = closest_decisions(arch["decisions"])
     if close:
         print("closest decisions (relative margin (norm - t) / norm; near 0 = a hair from "

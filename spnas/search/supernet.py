@@ -4,7 +4,9 @@ Stem conv 3x3 -> 22 MBConv layers (20 with a superkernel) -> 1x1 conv to 1280
 -> global average pool -> dropout -> FC. The loss it adds is
 ``lambda * 1e3 * ln(R)`` with ``R = constant + sum_l R_l`` in ms (the factor
 1e3 is the release's; see reference-facts.md), ``lambda`` a non-trainable
-variable the search schedules (0 during warm-up).
+variable the search schedules (0 during warm-up). With a parameter limit it adds
+``lambda_p * 1e3 * ln(P)`` too, P the decoded net's parameter count from the same
+indicators (spnas/search/limits.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from spnas.arch.params import ParamsTable, layer_params
 from spnas.space import SearchSpace
 from spnas.superkernel.block import MBConv, build_chain, weight_decay_losses
 from spnas.superkernel.stem_head import Head, Stem
@@ -21,6 +24,9 @@ from spnas.tables.runtime_model import BoundTable, bind
 from spnas.tables.table import LatencyTable
 
 RUNTIME_LOSS_SCALE = 1e3  # lambda * 1e3 * ln(R_ms), as in the authors' release
+PARAMS_LOSS_SCALE = 1e3  # lambda_p * 1e3 * ln(P): the runtime loss's scale (spnas/search/limits.py)
+# P enters the log in millions, as R does in ms: the unit shifts the loss, not its gradient.
+PARAMS_UNIT = 1e6
 WEIGHT_DECAY = 1e-5  # MnasNet
 
 
@@ -62,6 +68,8 @@ class Supernet(keras.Model):
         (loss += wd * 1/2 ||w||^2).
       superkernel_init: ``"fan_in"`` or ``"fan_out"`` (the release's); see
         :func:`spnas.superkernel.block.superkernel_init`.
+      params_loss: add ``params_lambda * 1e3 * ln(P / 1e6)`` for a parameter limit (P from
+        :meth:`params_count`; ``params_lambda`` is set by the search).
     """
 
     def __init__(
@@ -70,6 +78,7 @@ class Supernet(keras.Model):
         latency: dict | None = None,
         weight_decay: float = WEIGHT_DECAY,
         superkernel_init: str = "fan_in",
+        params_loss: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -81,6 +90,8 @@ class Supernet(keras.Model):
         self.latency = latency
         self.weight_decay = float(weight_decay)
         self.superkernel_init = str(superkernel_init)
+        self.params_loss = bool(params_loss)
+        self.params_table = ParamsTable.from_space(space).supernet_params()
         runtimes = layer_runtimes(space, latency)
         self.stem = Stem(space.stem_filters, space.stem_stride, self.weight_decay, name="stem")
         self.mbconv: list[MBConv] = [
@@ -92,6 +103,9 @@ class Supernet(keras.Model):
                          name="head")
         self.runtime_lambda = self.add_weight(
             name="runtime_lambda", shape=(), initializer="zeros", trainable=False
+        )
+        self.params_lambda = self.add_weight(
+            name="params_lambda", shape=(), initializer="zeros", trainable=False
         )
 
     # -- forward -------------------------------------------------------------------------
@@ -109,6 +123,10 @@ class Supernet(keras.Model):
         if with_runtime:
             # The runtime comes from the indicators of this very pass (one graph).
             self.add_loss(self.runtime_lambda * RUNTIME_LOSS_SCALE * ops.log(runtime))
+        if self.params_loss:
+            # The same (undropped) hard decisions as the runtime of this pass, recomputed.
+            self.add_loss(self.params_lambda * PARAMS_LOSS_SCALE
+                          * ops.log(self.params_count() / PARAMS_UNIT))
         return logits
 
     def build(self, input_shape=None):
@@ -146,6 +164,25 @@ class Supernet(keras.Model):
             total = total + block.conv_dw.runtime_ms()
         return total
 
+    def params_count(self):
+        """Differentiable parameter count P of the decoded net from the current hard
+        decisions (exact for them: :func:`spnas.arch.params.layer_params`)."""
+        layers = self.params_table["layers"]
+        total = ops.convert_to_tensor(float(self.params_table["constant"]))
+        for block, spec in zip(self.mbconv, self.space.layers()):
+            if spec.searchable:
+                total = total + layer_params(layers[str(spec.index)],
+                                             *block.conv_dw.hard_decisions())
+        return total
+
+    def enable_params_loss(self) -> None:
+        """Adds the parameter-limit loss from the next trace of the step on (call it
+        before the first ``fit``; same as ``params_loss=True``)."""
+        self.params_loss = True
+
+    def set_params_lambda(self, value: float) -> None:
+        self.params_lambda.assign(float(value))
+
     def set_runtime_lambda(self, value: float) -> None:
         self.runtime_lambda.assign(float(value))
 
@@ -172,7 +209,8 @@ class Supernet(keras.Model):
         config = super().get_config()
         config.update(
             {"space": self.space.to_dict(), "latency": self.latency,
-             "weight_decay": self.weight_decay, "superkernel_init": self.superkernel_init}
+             "weight_decay": self.weight_decay, "superkernel_init": self.superkernel_init,
+             "params_loss": self.params_loss}
         )
         return config
 
@@ -183,16 +221,18 @@ def build_supernet(
     weight_decay: float = WEIGHT_DECAY,
     strict_table: bool = True,
     superkernel_init: str = "fan_in",
+    params_loss: bool = False,
 ) -> Supernet:
     """Builds (and shape-builds) a supernet over ``space`` with ``table``'s runtime loss.
 
     A :class:`BoundTable` bound to ``space`` is used as it is; a plain table is
     bound (validated) here, ``strict_table=False`` accepting a proxy table
-    (same layers, other input size).
+    (same layers, other input size). ``params_loss`` adds the parameter-limit loss.
     """
     space = space or SearchSpace()
     bound = bind(table, space, strict_table) if table is not None else None
     model = Supernet(space, latency_config(bound), weight_decay=weight_decay,
-                     superkernel_init=superkernel_init, name="supernet")
+                     superkernel_init=superkernel_init, params_loss=params_loss,
+                     name="supernet")
     model.build((None, space.input_size, space.input_size, 3))
     return model

@@ -134,6 +134,37 @@ def closest_decisions(decisions: Sequence[dict], k: int = 3) -> list[dict]:
     return sorted(rows, key=lambda r: abs(r["margin"]))[:k]
 
 
+def margin_decodes(decisions: Sequence[dict], base_choices: Sequence[str],
+                   space: SearchSpace) -> list[tuple[float, list[str]]]:
+    """Every net one global shift ``s`` of the decode's cut-off gives, as ``(s, choices)``
+    in order of ``|s|`` (the first is ``s = 0``, the plain decode).
+
+    The trained supernet decodes indicator ``i`` as on when its relative margin
+    ``(norm_i - t_i) / norm_i`` is above 0; at shift ``s`` it is on when the margin
+    is above ``s``. One shift per distinct net: 0, below every margin (everything
+    on) and each margin (it and all below it off); each net is reached by the
+    smallest ``|s|`` of its interval. Fixed layers keep ``base_choices``.
+    """
+    margins = relative_margins(decisions)
+    by_index = {int(d["index"]): d for d in decisions}
+
+    def choices_at(shift: float) -> list[str]:
+        out = list(base_choices)
+        for spec in space.layers():
+            if not spec.searchable:
+                continue
+            d = by_index[spec.index]
+            on = {name: (margins[(spec.index, name)] > shift
+                         if (spec.index, name) in margins else float(d[name]) > 0.5)
+                  for name in INDICATORS}
+            out[spec.index] = choice_from_decisions(on["d5x5"], on["d100c"], on["d50c"])
+        return out
+
+    values = sorted({v for v in margins.values() if math.isfinite(v)})
+    shifts = sorted({0.0, (values[0] - 1.0) if values else -1.0, *values}, key=abs)
+    return [(shift, choices_at(shift)) for shift in shifts]
+
+
 def decode_at_budget(
     decisions: Sequence[dict],
     base_choices: Sequence[str],
@@ -162,33 +193,10 @@ def decode_at_budget(
       ``unshifted_predicted_ms``.
     """
     bound = bind(table, space, strict_table)  # no-op for a table bound to this space
-    margins = relative_margins(decisions)
-    by_index = {int(d["index"]): d for d in decisions}
-
-    def choices_at(shift: float) -> list[str]:
-        out = list(base_choices)
-        for spec in space.layers():
-            if not spec.searchable:
-                continue
-            d = by_index[spec.index]
-            on = {name: (margins[(spec.index, name)] > shift
-                         if (spec.index, name) in margins else float(d[name]) > 0.5)
-                  for name in INDICATORS}
-            out[spec.index] = choice_from_decisions(on["d5x5"], on["d100c"], on["d50c"])
-        return out
-
-    def latency(choices):
-        return bound.predict_ms(choices)
-
-    # One shift per distinct net: the plain decode (0), below every margin
-    # (everything on) and at each margin (it and all below it off). Each net
-    # is reached by the smallest |s| of its interval; 0 is the plain decode.
-    values = sorted({v for v in margins.values() if math.isfinite(v)})
-    shifts = sorted({0.0, (values[0] - 1.0) if values else -1.0, *values}, key=abs)
+    decodes = margin_decodes(decisions, base_choices, space)
     best = None
-    for shift in shifts:
-        choices = choices_at(shift)
-        ms = latency(choices)
+    for shift, choices in decodes:
+        ms = bound.predict_ms(choices)
         error = abs(ms / target_ms - 1.0)
         key = (error > tolerance, error if error > tolerance else 0.0, abs(shift))
         if best is None or key < best[0]:
@@ -196,12 +204,12 @@ def decode_at_budget(
         if error <= tolerance:  # shifts are in order of |s|: the first hit is the nearest
             break
     _, shift, choices, ms = best
-    plain = choices_at(0.0)
+    plain = decodes[0][1]
     return {
         "choices": choices,
         "shift": shift,
         "predicted_ms": ms,
         "changed_layers": [i for i, (a, b) in enumerate(zip(plain, choices)) if a != b],
         "unshifted_choices": plain,
-        "unshifted_predicted_ms": latency(plain),
+        "unshifted_predicted_ms": bound.predict_ms(plain),
     }

@@ -163,6 +163,11 @@ class SuperkernelDepthwiseConv(keras.layers.Layer):
         _, decisions, _ = self._decide(training=False)
         return self._runtime(*decisions)
 
+    def hard_decisions(self) -> tuple:
+        """The hard (straight-through) ``(d5x5, d100c, d50c)`` as tensors, as the
+        runtime uses them: for other per-candidate costs (the parameter count)."""
+        return self._decide(training=False)[1]
+
     def _runtime(self, d5x5, d100c, d50c):
         if self.runtimes is None:
             raise ValueError(f"{self.name} has no latency-table entries.")

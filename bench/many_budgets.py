@@ -1,0 +1,265 @@
+"""What one search decoded at many budgets is worth against a search per budget.
+
+``config.targets`` (spnas/search/budgets.py) decodes one net per latency budget
+from the supernet of one search, by a global shift of the indicators' margins,
+as Once-for-All serves many targets from one training. This asks what those nets
+are worth away from the searched target T0:
+
+1. One search at T0 (latency-target mode) with ``--config.targets`` at K budgets:
+   arch_<T>ms.json per budget.
+2. One dedicated search per budget (target_ms = T), same config and seed.
+3. Every net trained with the same recipe and seed (``spnas-train``'s library
+   ``run``, as bench/table1.py does), and the T0 net too; validation top-1 of the
+   EMA weights, BN statistics recomputed (the trainer's own evaluation).
+
+Output: ``--results`` (JSON) and the same name with ``.md`` (a table per
+budget: predicted latency, supernet accuracy, trained top-1 of the decoded and
+of the dedicated net, and the search time each way). Every step leaves its
+files in ``--out``; a rerun skips what is there (a killed run loses at most the
+search or training it was in, which resumes from its checkpoint).
+
+    python bench/many_budgets.py --preset=digits      # the embedded digits, ~50 min on 2 cores
+    python bench/many_budgets.py --preset=tiny --out=/tmp/mb_tiny   # plumbing, ~3 min
+
+Presets:
+
+* ``digits`` (default): configs/default.py (the embedded digits, the paper's
+  22-layer space at width 0.5, 200-step searches) at T0 = 0.32 ms (its default)
+  and budgets at 20/35/65/80 % of the table's range (0.094-0.540 ms on
+  ``embedded_cpu``); configs/train_default.py training (303 steps). 5 searches
+  and 9 trainings of 3-4 min each. Results in bench/results/many_budgets_cpu.json.
+* ``tiny``: the 6-layer smoke space, 8-step searches, 3-step eager training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    search_config: str
+    train_config: str
+    t0_fraction: float | None  # T0 as a fraction of the range (None: the config's target_ms)
+    fractions: tuple[float, ...]  # the budgets, as fractions of the table's range
+    train_steps: int = 0  # 0: the config's schedule
+    eager: bool = False
+    results: str = ""  # default --results ("" : OUT/many_budgets_<preset>.json)
+
+
+PRESETS = {
+    "digits": Preset("default.py", "train_default.py", None, (0.2, 0.35, 0.65, 0.8),
+                     results=str(REPO / "bench" / "results" / "many_budgets_cpu.json")),
+    "tiny": Preset("smoke.py", "train_default.py", 0.5, (0.25, 0.75), train_steps=3, eager=True),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[many_budgets {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="digits")
+    p.add_argument("--out", default="", help="work (and resume) directory "
+                   "(default: /tmp/spnas_many_budgets_<preset>)")
+    p.add_argument("--results", default="", help="results JSON (a .md beside it)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every search and training")
+    return p.parse_args(argv)
+
+
+def _load(path: str):
+    from spnas.fileio import read_json
+
+    return read_json(path, SystemExit, "many_budgets: bench file")
+
+
+def search_config(preset: Preset, target_ms: float, targets: tuple[float, ...], seed: int):
+    from spnas.configs_path import load_config
+
+    c = load_config(preset.search_config)
+    c.seed = seed
+    c.target_ms = float(target_ms)
+    c.targets = ",".join(f"{t:g}" for t in targets)
+    c.execution.run_eagerly = preset.eager
+    return c
+
+
+def train_config(preset: Preset, seed: int):
+    from spnas.configs_path import load_config
+
+    c = load_config(preset.train_config)
+    c.seed = seed
+    if preset.train_steps:  # the whole schedule compressed into the steps
+        c.schedule.steps_per_epoch = preset.train_steps / c.schedule.epochs
+        c.schedule.bn_recalibration_batches = 2
+    c.execution.run_eagerly = preset.eager
+    return c
+
+
+def budgets_of(preset: Preset, seed: int) -> tuple[float, list[float], tuple[float, float]]:
+    """T0, the budgets (4 significant digits) and the table's reachable range."""
+    from spnas.search.run import load_search_table, space_from_config
+
+    c = search_config(preset, 0.0, (), seed)
+    space = space_from_config(c, 10)
+    lo, hi = load_search_table(c, space).range_ms()
+    t0 = (_default_target(preset) if preset.t0_fraction is None
+          else round(lo + preset.t0_fraction * (hi - lo), 4))
+    return t0, [round(lo + f * (hi - lo), 4) for f in preset.fractions], (lo, hi)
+
+
+def _default_target(preset: Preset) -> float:
+    from spnas.configs_path import load_config
+
+    return float(load_config(preset.search_config).target_ms)
+
+
+def run_search(preset: Preset, target: float, targets: tuple[float, ...], seed: int,
+               workdir: str) -> dict:
+    """One search (reused when its bench record is there); its arch.json's summary."""
+    from spnas.fileio import atomic_write_json
+
+    done = os.path.join(workdir, "bench_search.json")
+    if os.path.exists(done):
+        return _load(done)
+    from spnas.search.run import run
+
+    log(f"search at {target:g} ms" + (f" with budgets {targets}" if targets else "")
+        + f" in {workdir}")
+    t0 = time.time()
+    arch = run(search_config(preset, target, targets, seed), workdir)
+    result = {"target_ms": target, "arch": arch.path, "predicted_ms": arch["predicted_ms"],
+              "within_tolerance": arch["target"]["within_tolerance"],
+              "supernet_val_top1": 100 * arch["search"]["supernet_val_accuracy_ema"],
+              "search_seconds": round(time.time() - t0, 1)}
+    atomic_write_json(done, result)
+    return result
+
+
+def train_net(preset: Preset, arch_path: str, seed: int, workdir: str) -> dict:
+    """Trains one net (reused when its bench record is there); its validation top-1."""
+    from spnas.fileio import atomic_write_json
+
+    done = os.path.join(workdir, "bench_row.json")
+    if os.path.exists(done):
+        return _load(done)
+    from spnas.arch.handoff import load_arch
+    from spnas.train.run import run
+
+    log(f"training {arch_path} in {workdir}")
+    t0 = time.time()
+    report = run(train_config(preset, seed), workdir, arch=load_arch(arch_path))
+    row = {"arch": arch_path, "top1": 100 * float(report["top1"]),
+           "eval_images": report["eval_images"], "params": int(report["params"]),
+           "steps": report["steps"], "train_seconds": round(time.time() - t0, 1)}
+    atomic_write_json(done, row)
+    return row
+
+
+def collect(preset_name: str, out: str, seed: int) -> dict:
+    from spnas.fileio import read_json
+    from spnas.search.budgets import BUDGETS_JSON, arch_filename
+
+    preset = PRESETS[preset_name]
+    t0, targets, (lo, hi) = budgets_of(preset, seed)
+    log(f"T0 = {t0:g} ms, budgets {targets} (reachable {lo:.3f}-{hi:.3f} ms)")
+    main_dir = os.path.join(out, f"search_T0_{t0:g}ms")
+    main = run_search(preset, t0, tuple(targets), seed, main_dir)
+    table = read_json(os.path.join(main_dir, BUDGETS_JSON), SystemExit, "many_budgets: budgets")
+    supernet = {r["file"]: r for r in table["budgets"]}
+    main_train = train_net(preset, main["arch"], seed, os.path.join(out, "train", f"T0_{t0:g}ms"))
+    rows = []
+    for t in targets:
+        decoded_arch = os.path.join(main_dir, arch_filename(t))
+        dedicated = run_search(preset, t, (), seed, os.path.join(out, f"search_dedicated_{t:g}ms"))
+        s = supernet[arch_filename(t)]
+        rows.append({
+            "budget_ms": t,
+            "decoded": {"arch": decoded_arch, "predicted_ms": s["predicted_ms"],
+                        "within_tolerance": s["within_tolerance"], "shift": s["shift"],
+                        "layers": s["layers"],
+                        "supernet_val_top1": 100 * s["supernet_val_accuracy_ema"],
+                        **train_net(preset, decoded_arch, seed,
+                                    os.path.join(out, "train", f"decoded_{t:g}ms"))},
+            "dedicated": {**dedicated, "layers": _load(dedicated["arch"])["layers"],
+                          **train_net(preset, dedicated["arch"], seed,
+                                      os.path.join(out, "train", f"dedicated_{t:g}ms"))},
+        })
+    for r in rows:
+        r["delta_top1"] = r["decoded"]["top1"] - r["dedicated"]["top1"]
+        r["same_net"] = r["decoded"]["layers"] == r["dedicated"]["layers"]
+    deltas = [r["delta_top1"] for r in rows]
+    return {
+        "preset": preset_name, "seed": seed, "t0_ms": t0, "range_ms": [lo, hi],
+        "table": table["latency_table"].get("device"),
+        "t0": {**main, **main_train},
+        "budgets": rows,
+        "summary": {
+            "mean_delta_top1": statistics.fmean(deltas),
+            "decoded_better_or_equal": sum(d >= 0 for d in deltas), "budgets": len(deltas),
+            "one_search_seconds": main["search_seconds"],
+            "dedicated_searches_seconds": sum(r["dedicated"]["search_seconds"] for r in rows),
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    lines = [f"# One search, many budgets (preset `{result['preset']}`, seed {result['seed']})", "",
+             f"One search at T0 = {result['t0_ms']:g} ms decoded at each budget "
+             f"(`--config.targets`), against a dedicated search per budget; every net trained "
+             f"with the same recipe and seed. Top-1: validation split "
+             f"({result['t0']['eval_images']} images), EMA weights, BN statistics recomputed. "
+             f"Table `{result['table']}` (reachable {result['range_ms'][0]:.3f}-"
+             f"{result['range_ms'][1]:.3f} ms).", "",
+             "| Budget ms | Decoded: predicted ms | shift | supernet top-1 | trained top-1 "
+             "| Dedicated: predicted ms | trained top-1 | Δ top-1 (decoded − dedicated) | same net |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in result["budgets"]:
+        d, e = r["decoded"], r["dedicated"]
+        flag = "" if d["within_tolerance"] else " (outside tol.)"
+        lines.append(f"| {r['budget_ms']:g} | {d['predicted_ms']:.4f}{flag} | {d['shift']:+.3f} | "
+                     f"{d['supernet_val_top1']:.1f} | {d['top1']:.2f} | {e['predicted_ms']:.4f} | "
+                     f"{e['top1']:.2f} | {r['delta_top1']:+.2f} | {'yes' if r['same_net'] else 'no'} |")
+    t0 = result["t0"]
+    lines += [f"| T0 {result['t0_ms']:g} (arch.json) | {t0['predicted_ms']:.4f} | | "
+              f"{t0['supernet_val_top1']:.1f} (unforced) | {t0['top1']:.2f} | | | | |", "",
+              f"Decoded nets: mean Δ top-1 {s['mean_delta_top1']:+.2f} points; "
+              f"{s['decoded_better_or_equal']} of {s['budgets']} at least as good as the "
+              f"dedicated search's. Search time: one search {s['one_search_seconds'] / 60:.1f} min "
+              f"(decoding and evaluating every budget included) against "
+              f"{s['dedicated_searches_seconds'] / 60:.1f} min for the dedicated searches.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from spnas.fileio import atomic_write_json, atomic_write_text
+
+    out = os.path.abspath(args.out or f"/tmp/spnas_many_budgets_{args.preset}")
+    results = args.results or PRESETS[args.preset].results or os.path.join(
+        out, f"many_budgets_{args.preset}.json")
+    result = collect(args.preset, out, args.seed)
+    atomic_write_json(results, result)
+    md = markdown(result)
+    atomic_write_text(os.path.splitext(results)[0] + ".md", md)
+    print(md)
+    log(f"results: {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
