@@ -257,12 +257,15 @@ def no_conversion(monkeypatch):
     """
     import spnas.export.tflite
     import spnas.latency.probe
+    import spnas.latency.runtimes
 
     def fake(model, method="saved_model"):
         return b"m" * (model.count_params() + 1)
 
-    monkeypatch.setattr(spnas.latency.probe, "convert_float", fake)
-    monkeypatch.setattr(spnas.export.tflite, "convert_float", fake)
+    # Every module that bound the converter at import (test collection may import them
+    # before this fixture runs).
+    for module in (spnas.latency.probe, spnas.export.tflite, spnas.latency.runtimes):
+        monkeypatch.setattr(module, "convert_float", fake)
 
 
 def layer_params(space, index, choice):
