@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 
 from spnas.arch.params import ParamsTable
-from spnas.search.target import SearchConfigError, margin_decodes
+from spnas.search.target import SearchConfigError, check_gains, margin_decodes
 from spnas.space import SearchSpace
 from spnas.tables.runtime_model import BoundTable
 
@@ -50,12 +50,7 @@ class ParamsLimitController:
     """
 
     def __init__(self, max_params: int, eta: float, max_lambda: float, kp: float = 0.0):
-        if max_params <= 0:
-            raise SearchConfigError(f"max_params must be positive, got {max_params}.")
-        if eta < 0 or kp < 0 or max_lambda <= 0:
-            raise SearchConfigError(
-                f"Need params_lr >= 0, params_kp >= 0 and params_max_lambda > 0, got "
-                f"{eta}, {kp} and {max_lambda}.")
+        check_gains("params", max_params, eta, kp, max_lambda)
         self.max_params = int(max_params)
         self.eta = float(eta)
         self.kp = float(kp)

@@ -48,6 +48,18 @@ INDICATORS = {"d5x5": ("norm5x5", "t5x5"), "d100c": ("norm100c", "t100c"),
               "d50c": ("norm50c", "t50c")}
 
 
+def check_gains(prefix: str, limit: float, eta: float, kp: float, max_lambda: float) -> None:
+    """One line for a controller's bad limit or gains (``prefix``: the config keys' stem,
+    ``target`` or ``params``); shared by the latency and the parameter controllers."""
+    key = "target_ms" if prefix == "target" else "max_params"
+    if limit <= 0:
+        raise SearchConfigError(f"{key} must be positive, got {limit}.")
+    if eta < 0 or kp < 0 or max_lambda <= 0:
+        raise SearchConfigError(
+            f"Need {prefix}_lr >= 0, {prefix}_kp >= 0 and {prefix}_max_lambda > 0, got "
+            f"{eta}, {kp} and {max_lambda}.")
+
+
 class LambdaController:
     """PI control of lambda towards ``target_ms`` (``kp = 0``: plain dual ascent).
 
@@ -61,12 +73,7 @@ class LambdaController:
 
     def __init__(self, target_ms: float, eta: float, initial_lambda: float, max_lambda: float,
                  kp: float = 0.0):
-        if target_ms <= 0:
-            raise SearchConfigError(f"target_ms must be positive, got {target_ms}.")
-        if eta < 0 or kp < 0 or max_lambda <= 0:
-            raise SearchConfigError(
-                f"Need target_lr >= 0, target_kp >= 0 and target_max_lambda > 0, got "
-                f"{eta}, {kp} and {max_lambda}.")
+        check_gains("target", target_ms, eta, kp, max_lambda)
         self.target_ms = float(target_ms)
         self.eta = float(eta)
         self.kp = float(kp)
