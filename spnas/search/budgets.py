@@ -45,8 +45,7 @@ from spnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from spnas.search.target import SearchConfigError, budget_verdict, decode_at_budget
 from spnas.space import SearchSpace, decisions_from_choice, validate_choices
 from spnas.tables.runtime_model import BoundTable
-from spnas.train.optim import ema_weights
-from spnas.train.precise_bn import recalibrate_batch_norm
+from spnas.train.recipe import ema_evaluation
 
 __all__ = [
     "BUDGETS_CSV",
@@ -160,18 +159,14 @@ def forced_choices(model, choices: Sequence[str]) -> Iterator[None]:
 
 
 def forced_evaluation(model, datasets, bn_batches: int, choices: Sequence[str]) -> dict:
-    """Validation metrics of the EMA supernet forced to ``choices``.
-
-    The steps of :func:`spnas.train.recipe.ema_evaluation` with the indicators forced
-    between loading the EMA weights (thresholds included) and recomputing the BN
-    statistics, so the statistics are those of the forced net. Everything comes back
-    on exit.
+    """Validation metrics of the EMA supernet forced to ``choices``: the trainer's
+    :func:`spnas.train.recipe.ema_evaluation` with the indicators forced after the EMA
+    weights (thresholds included) are loaded and before the BN statistics are
+    recomputed. Everything comes back on exit.
     """
-    with ema_weights(model), forced_choices(model, choices):
-        if bn_batches > 0:
-            stream = datasets.train_from(0) if datasets.train_from else datasets.train
-            recalibrate_batch_norm(model, stream, bn_batches)
-        return model.evaluate(datasets.eval, verbose=0, return_dict=True)
+    with ema_evaluation(model, datasets, bn_batches,
+                        inside=lambda: forced_choices(model, choices)) as ev:
+        return ev.result
 
 
 # -- the files --------------------------------------------------------------------------

@@ -329,17 +329,20 @@ def fit(model: keras.Model, dataset, total_steps: int, checkpoint_dir: str,
 
 @contextlib.contextmanager
 def ema_evaluation(model: keras.Model, datasets: Datasets, bn_batches: int, *,
-                   moving_stats: bool = False,
-                   callbacks: Sequence | None = None) -> Iterator[EmaEvaluation]:
+                   moving_stats: bool = False, callbacks: Sequence | None = None,
+                   inside=None) -> Iterator[EmaEvaluation]:
     """Evaluates the EMA weights; they stay loaded inside the ``with`` (to copy them).
 
     The EMA weights come with the EMA of the BN moving statistics (as MnasNet's);
     over ``bn_batches`` training batches (0: none) the statistics are recomputed for
     them first (see spnas/train/precise_bn.py). Inside the ``with`` the model holds
     the evaluated weights and statistics; on exit the raw ones come back.
-    ``moving_stats`` also evaluates before the recomputation.
+    ``moving_stats`` also evaluates before the recomputation. ``inside`` (a function
+    returning a context manager) is entered once the EMA weights are loaded and before
+    the recomputation, and left before the raw weights come back: the budget decodes
+    force the indicators there, so the statistics are those of the forced net.
     """
-    with ema_weights(model):
+    with ema_weights(model), (inside() if inside is not None else contextlib.nullcontext()):
         before = None
         if bn_batches > 0:
             if moving_stats:
