@@ -412,19 +412,30 @@ def decisions_from_choice(choice: str) -> tuple[float, float, float]:
     return (1.0 if k == 5 else 0.0), (1.0 if e == 6 else 0.0), 1.0
 
 
-def layer_runtime(entries: dict[str, float], d5x5, d100c, d50c):
-    """Eq. 11-12: the runtime of one searchable layer from its three indicators.
+def superkernel_cost(entries: dict[str, float], d5x5, d100c, d50c, *, exact_k3: bool = False):
+    """A searchable layer's cost (runtime, parameters) from its three indicators (Eq. 11-12).
 
-    ``R = R_ch * ratio + R_ch * (1 - ratio) * d5x5`` with
-    ``R_ch = d50c * (R_k5e3 + d100c * (R_k5e6 - R_k5e3))`` and
-    ``ratio = R_k3e6 / R_k5e6``. The table's k3e3 entry is not used: the paper's
-    model approximates it by ``R_k5e3 * ratio``. Only ``+`` and ``*`` touch the
-    indicators, so they may be Python floats (a prediction) or tensors (the
-    differentiable runtime the search minimises).
+    ``C = C_ch * ratio + C_ch * (1 - ratio) * d5x5`` with
+    ``C_ch = d50c * (C_k5e3 + d100c * (C_k5e6 - C_k5e3))``. The paper's ratio is
+    ``C_k3e6 / C_k5e6`` for both expansions, so the k3e3 entry is approximated by
+    ``C_k5e3 * ratio`` and not used. ``exact_k3`` gives one ratio per expansion,
+    ``r3 + d100c * (r6 - r3)`` with ``r3 = C_k3e3 / C_k5e3``, ``r6 = C_k3e6 / C_k5e6``, so
+    that hard indicators give every candidate's own entry (0 for skip). Only ``+`` and
+    ``*`` touch the indicators, so they may be Python floats (a prediction) or tensors
+    (the differentiable cost the search minimises).
     """
     ratio = entries["k3_e6"] / entries["k5_e6"]
-    r_ch = d50c * (entries["k5_e3"] + d100c * (entries["k5_e6"] - entries["k5_e3"]))
-    return r_ch * ratio + r_ch * (1.0 - ratio) * d5x5
+    if exact_k3:
+        r3 = entries["k3_e3"] / entries["k5_e3"]
+        ratio = r3 + d100c * (ratio - r3)
+    c_ch = d50c * (entries["k5_e3"] + d100c * (entries["k5_e6"] - entries["k5_e3"]))
+    return c_ch * ratio + c_ch * (1.0 - ratio) * d5x5
+
+
+def layer_runtime(entries: dict[str, float], d5x5, d100c, d50c):
+    """Eq. 11-12 as the paper writes it: the runtime of one searchable layer from its
+    three indicators (:func:`superkernel_cost` with the paper's single k3/k5 ratio)."""
+    return superkernel_cost(entries, d5x5, d100c, d50c)
 
 
 # --- Random architectures (the random-search baseline of Table 1) ----------------------

@@ -22,7 +22,15 @@ from collections.abc import Sequence
 
 from spnas.arch.handoff import ARCH_FORMAT, stage_strings
 from spnas.arch.plan import LayerPlan, plan_model
-from spnas.space import CANDIDATES, SKIP, LayerSpec, SearchSpace, parse_choice, validate_choices
+from spnas.space import (
+    CANDIDATES,
+    SKIP,
+    LayerSpec,
+    SearchSpace,
+    parse_choice,
+    superkernel_cost,
+    validate_choices,
+)
 
 __all__ = ["ParamsTable", "candidate_params", "layer_params", "plan_params"]
 
@@ -49,19 +57,11 @@ def plan_params(space: SearchSpace, choices: Sequence[str]) -> int:
 
 
 def layer_params(entries: dict[str, float], d5x5, d100c, d50c):
-    """A searchable layer's parameter count from its three indicators (Eq. 11-12 form).
-
-    ``P = P_ch * ratio + P_ch * (1 - ratio) * d5x5`` with
-    ``P_ch = d50c * (P_k5e3 + d100c * (P_k5e6 - P_k5e3))`` as in Eq. 11-12, and
-    ``ratio = r3 + d100c * (r6 - r3)``, ``r3 = P_k3e3 / P_k5e3``, ``r6 = P_k3e6 / P_k5e6``:
-    with hard indicators it is exactly the chosen candidate's count (0 for skip).
-    Only ``+`` and ``*`` touch the indicators (floats or tensors).
-    """
-    r3 = entries["k3_e3"] / entries["k5_e3"]
-    r6 = entries["k3_e6"] / entries["k5_e6"]
-    ratio = r3 + d100c * (r6 - r3)
-    p_ch = d50c * (entries["k5_e3"] + d100c * (entries["k5_e6"] - entries["k5_e3"]))
-    return p_ch * ratio + p_ch * (1.0 - ratio) * d5x5
+    """A searchable layer's parameter count from its three indicators: Eq. 11-12's form
+    with one k3/k5 ratio per expansion (:func:`spnas.space.superkernel_cost` with
+    ``exact_k3``), so hard indicators give exactly the chosen candidate's count (0 for
+    skip). Floats or tensors."""
+    return superkernel_cost(entries, d5x5, d100c, d50c, exact_k3=True)
 
 
 @dataclasses.dataclass(frozen=True)
