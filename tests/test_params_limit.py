@@ -278,3 +278,20 @@ def test_bad_limits_are_one_line(tmp_path, value, message):
     lines = [x for x in r.stderr.splitlines() if x.startswith("spnas-search: error:")]
     assert len(lines) == 1 and message in lines[0], r.stderr[-2000:]
     assert not (tmp_path / "arch.json").exists()
+
+
+def test_unreachable_limit_is_refused_before_data_or_model(tmp_path, monkeypatch):
+    """The range check runs before the datasets and the supernet are built (seconds)."""
+    from spnas.configs_path import load_config
+    from spnas.search import run as search_run
+
+    def never(*args, **kwargs):
+        raise AssertionError("built before the limit was checked")
+
+    monkeypatch.setattr(search_run, "build_supernet", never)
+    monkeypatch.setattr(search_run.recipe, "build_datasets", never)
+    config = load_config("smoke.py")
+    config.max_params = 1000
+    with pytest.raises(SearchConfigError, match="max_params=1000 is below the smallest net"):
+        search_run.run(config, str(tmp_path))
+    assert not (tmp_path / "arch.json").exists()

@@ -94,15 +94,24 @@ def summary_lines(space: SearchSpace, choices: list[str], table: BoundTable | No
     return lines
 
 
-def _params_controller(config, model, target_ms: float | None) -> ParamsLimitController | None:
-    """``config.max_params``'s controller (None when 0), checked against the reachable
-    range before training; turns the supernet's parameter loss on."""
+def _checked_limit(config, space: SearchSpace, table: BoundTable,
+                   target_ms: float | None) -> tuple[int, int] | None:
+    """The space's parameter range when ``config.max_params`` is set (None when 0), after
+    checking the limit against it and the latency target (before any data or model)."""
     max_params = config.get("max_params", 0)
     if not max_params:
         return None
-    table = load_search_table(config, model.space)
-    lo, hi = check_limits(model.space, table, max_params, target_ms,
-                          config.target_tolerance).range()
+    return check_limits(space, table, max_params, target_ms, config.target_tolerance).range()
+
+
+def _params_controller(config, model, params_range: tuple[int, int] | None
+                       ) -> ParamsLimitController | None:
+    """``config.max_params``'s controller (None without a limit); turns the supernet's
+    parameter loss on."""
+    if params_range is None:
+        return None
+    max_params = config.max_params
+    lo, hi = params_range
     model.enable_params_loss()
     if is_chief():
         print(f"spnas-search: parameter limit {max_params:,} (this space: {lo:,}-{hi:,} "
@@ -113,13 +122,14 @@ def _params_controller(config, model, target_ms: float | None) -> ParamsLimitCon
 
 
 def _callbacks(config, model, lr, lengths: recipe.Lengths, warmup_steps: int,
-               target_ms: float | None, workdir: str) -> tuple[list, list]:
+               target_ms: float | None, params_range: tuple[int, int] | None,
+               workdir: str) -> tuple[list, list]:
     """The lambda / indicator schedule, the log and the progress bar (and what to close)."""
     controller = None
     if target_ms is not None:
         controller = LambdaController(target_ms, config.target_lr, config.lambda_,
                                       config.target_max_lambda, kp=config.get("target_kp", 0.0))
-    params_controller = _params_controller(config, model, target_ms)
+    params_controller = _params_controller(config, model, params_range)
     schedule = SearchSchedule(model, warmup_steps, config.lambda_, config.indicator_keep_prob,
                               controller=controller, params_controller=params_controller)
     logger = SearchLogger(model, os.path.join(workdir, "search_log.csv"),
@@ -207,6 +217,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
     table = load_search_table(config, space)
     target_ms = _target_ms(config, table)
     targets = budgets.checked_targets(config, table)  # config.targets, before training
+    params_range = _checked_limit(config, space, table, target_ms)  # config.max_params, too
     s = config.schedule
     lengths = recipe.schedule_lengths(s, info.num_examples, whole_batches=True)
     warmup_steps = lengths.steps(config.lambda_warmup_epochs)
@@ -218,7 +229,8 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
                                strict_table=not config.table_proxy,
                                superkernel_init=config.get("superkernel_init", "fan_in"))
         recipe.compile_model(model, config, lr, recipe.metrics(s, ce=True))
-    callbacks, closing = _callbacks(config, model, lr, lengths, warmup_steps, target_ms, workdir)
+    callbacks, closing = _callbacks(config, model, lr, lengths, warmup_steps, target_ms,
+                                    params_range, workdir)
     lo, hi = table.range_ms()
     print(f"spnas-search: {config.data.dataset} ({data.info.num_examples} train images"
           + (f", {data.info.skipped} corrupt skipped" if data.info.skipped else "")
