@@ -38,7 +38,7 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags as ml_config_flags
 
-from spnas import cli_config, config_check
+from spnas import cli_config, config_check, fileio
 from spnas.cli_config import ConfigFlag
 from spnas.errors import Interrupted, UserError
 
@@ -133,6 +133,7 @@ def entry_point(prog: str, body: Callable[[list[str]], Any],
 
     def main() -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+        fileio.set_program_name(prog)
         usage = sys.modules[body.__module__].__doc__
         files = guarded(prog, lambda argv: cli_config.precheck(
             prog, argv, configs, usage=usage, flag_lines=_flag_lines(body.__module__)), sys.argv)

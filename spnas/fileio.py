@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
 from typing import Any
 
@@ -91,6 +92,26 @@ def one_line(text: Any) -> str:
     """``text`` (often a library's exception) as one line: its lines joined by "; "."""
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     return "; ".join(lines) or type(text).__name__
+
+
+_PROGRAM = ["spnas"]  # how messages name the running command (the CLI entry point sets it)
+
+
+def set_program_name(prog: str) -> None:
+    """Called by each command's entry point (``spnas-search``, ...)."""
+    _PROGRAM[0] = prog
+
+
+def program_name() -> str:
+    """How messages name the running command: the command, or ``spnas`` when spnas runs
+    inside another program."""
+    return _PROGRAM[0]
+
+
+def note(message: str, stream: Any = None) -> None:
+    """One ``prog: note: ...`` line (on stderr unless ``stream`` says otherwise): what
+    spnas did on its own that the user should know about (nothing is wrong)."""
+    print(f"{program_name()}: note: {message}", file=stream or sys.stderr, flush=True)
 
 
 def _stat(path: str, what: str, error: type[Exception]) -> os.stat_result:

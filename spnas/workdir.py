@@ -49,7 +49,7 @@ from typing import Any
 
 import spnas
 from spnas.errors import UserError
-from spnas.fileio import atomic_write_json
+from spnas.fileio import atomic_write_json, note
 
 LOCK_FILE = ".spnas.lock"
 RUN_FILE = "run.json"
@@ -221,8 +221,8 @@ def _acquire(workdir: str) -> dict:
             raise WorkdirBusy(f"Work directory {workdir} is in use by {_describe(other)}; wait "
                               "for that run to finish, or use another --workdir.")
         if _take_over(path, other):
-            print(f"note: took over the lock of {workdir}: the earlier run's lock is stale "
-                  f"({reason}; {_describe(other) if other else 'no details'}).", file=sys.stderr)
+            note(f"took over the lock of {workdir}: the earlier run's lock is stale "
+                 f"({reason}; {_describe(other) if other else 'no details'}).")
     raise WorkdirBusy(f"Work directory {workdir}: could not take its lock {path} (other runs "
                       "keep taking it); use another --workdir.")
 
@@ -294,8 +294,8 @@ def clean_leftovers(workdir: str) -> list[str]:
     if removed:
         shown = ", ".join(os.path.relpath(p, workdir) for p in removed[:5])
         more = f" and {len(removed) - 5} more" if len(removed) > 5 else ""
-        print(f"note: removed {len(removed)} temporary file(s) left in {workdir} by an earlier "
-              f"killed run: {shown}{more}.", file=sys.stderr)
+        note(f"removed {len(removed)} temporary file(s) left in {workdir} by an earlier "
+             f"killed run: {shown}{more}.")
     return removed
 
 

@@ -258,7 +258,7 @@ def test_damaged_cached_network_is_converted_again(tmp_path, capsys):
     again = validate._converted(*space_choices, str(tmp_path))
     assert cached.read_bytes() == again and len(again) > len(first) // 2  # a whole one again
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and out.startswith("note: ") and str(cached) in out
+    assert out.count("\n") == 1 and out.startswith("spnas: note: ") and str(cached) in out
 
 
 def _tiny_space_choices():
@@ -363,7 +363,7 @@ def test_damaged_scan_cache_is_rebuilt_with_a_note(tmp_path, monkeypatch, capsys
         again = pil_scan.scan_files(paths)
         assert again == first and list(again.corrupt) == [paths[-1]]
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith("note: ") and cache in err, err
+        assert err.count("\n") == 1 and err.startswith("spnas: note: ") and cache in err, err
 
 
 # ---------------------------------------------------------------- the skipped count

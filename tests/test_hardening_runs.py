@@ -208,8 +208,9 @@ def test_sigkill_before_the_first_checkpoint_then_rerun(tmp_path):
     r = subprocess.run(_search_cmd(tmp_path, *flags), capture_output=True, text=True,
                        timeout=600, env=_env())
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "spnas-search: note: took over the lock" in r.stderr
     assert f"pid {proc.pid} is no longer running" in r.stderr
-    assert "removed 1 temporary file(s)" in r.stderr
+    assert "spnas-search: note: removed 1 temporary file(s)" in r.stderr  # named by the command
     assert _log_steps(tmp_path / "search_log.csv") == list(range(17))  # step 0 once
     assert not (tmp_path / ".model.keras.99999.partial.keras").exists()
     assert not (tmp_path / wd.LOCK_FILE).exists()

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import sys
 from collections.abc import Sequence
 
 from spnas import fileio
@@ -92,8 +91,8 @@ def read(path: str, version: int, num_files: int) -> ScanResult | None:
         reason = (err if isinstance(err, (OSError, ValueError))
                   else f"folder scan cache {path!r} is not a scan record ({type(err).__name__}: "
                   f"{err})")
-        print(f"note: ignoring the damaged folder scan cache ({fileio.one_line(reason)}); "
-              "scanning the images again.", file=sys.stderr)
+        fileio.note(f"ignoring the damaged folder scan cache ({fileio.one_line(reason)}); "
+                    "scanning the images again.")
         log.warning("ignoring damaged folder scan cache %s: %s", path, err)
     return None
 

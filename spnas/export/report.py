@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sys
 import zipfile
 from collections.abc import Iterable
 
@@ -48,6 +49,7 @@ from spnas.fileio import (
     atomic_write_json,
     check_input_file,
     check_writable_dir,
+    note,
     one_line,
     sha256_file,
 )
@@ -272,7 +274,7 @@ def _onnx_entry(onnx_bytes, reference, eval_images, eval_labels, *, threads, war
     if onnx_bytes is None:
         why = (f"{ONNX_FILE} not written: the [onnx] extra is not installed (missing: "
                f"{', '.join(onnx_export.missing_packages())}; pip install 'spnas[onnx]')")
-        print(f"spnas-export: note: {why}.", flush=True)
+        note(f"{why}.", sys.stdout)
         return {"skipped": why}
     outputs = onnx_export.run_onnx(onnx_bytes, eval_images, threads=threads)
     timer = onnx_export.prepare_onnx_for_timing(onnx_bytes, threads=threads)

@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -42,7 +43,7 @@ from tqdm import tqdm
 
 from spnas.errors import UserError
 from spnas.export.litert import read_tflite
-from spnas.fileio import atomic_write_bytes, atomic_write_json
+from spnas.fileio import atomic_write_bytes, atomic_write_json, note
 from spnas.latency.build import host_description, statistic_of
 from spnas.latency.probe import network_model
 from spnas.latency.runtimes import FLOAT_LITERT, Deployment, convert_for
@@ -295,9 +296,9 @@ def _converted(space: SearchSpace, choices: list[str], cache_dir: str | None,
                 data = f.read()
             if data:
                 return data
-            print(f"note: Cached network {path!r} is empty. Converting it again.")
+            note(f"Cached network {path!r} is empty. Converting it again.", sys.stdout)
         except (OSError, UserError) as e:  # ours to rebuild, but say so
-            print(f"note: {e} Converting it again.")
+            note(f"{e} Converting it again.", sys.stdout)
     fb = convert()
     atomic_write_bytes(path, fb)
     return fb

@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import sys
 import threading
 from typing import Any
 
@@ -48,6 +47,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from spnas.errors import Interrupted
+from spnas.fileio import note
 from spnas.train.checkpoint import (
     CheckpointError,
     TrainingDivergedError,
@@ -251,9 +251,8 @@ def run_fit(
         # report a model trained under another config.
         what = ("already finished" if step == total_steps else
                 f"past the {total_steps} steps the config now asks for")
-        print(f"note: the checkpoint in {checkpoint_dir} is at step {step}, {what}; nothing is "
-              "trained. Remove that folder (or use another workdir) to start over.",
-              file=sys.stderr)
+        note(f"the checkpoint in {checkpoint_dir} is at step {step}, {what}; nothing is "
+             "trained. Remove that folder (or use another workdir) to start over.")
         return step
 
     def at(start: int):

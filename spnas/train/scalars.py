@@ -14,11 +14,11 @@ the killed one stopped (Keras' own TensorBoard callback counts batches per
 from __future__ import annotations
 
 import importlib
-import sys
 import time
 
 import keras
 
+from spnas.fileio import note
 from spnas.train.distribute import is_chief
 from spnas.train.metrics import global_step
 
@@ -59,9 +59,9 @@ def open_writer(logdir: str | None) -> ScalarWriter | None:
     except ImportError:
         if "tensorboard" not in _noted:
             _noted.add("tensorboard")
-            print("spnas: note: the tensorboard package is not installed, so no TensorBoard "
-                  "logs are written (the CSV logs and PNG figures are; `pip install "
-                  "tensorboard` adds them).", file=sys.stderr)
+            note("the tensorboard package is not installed, so no TensorBoard logs are "
+                 "written (the CSV logs and PNG figures are; `pip install tensorboard` adds "
+                 "them).")
         return None
 
 

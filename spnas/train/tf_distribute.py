@@ -9,11 +9,10 @@ fixes Keras 3's ``fit`` needs there: :class:`_MultiWorkerMirroredStrategy`).
 
 from __future__ import annotations
 
-import sys
-
 import tensorflow as tf
 
 from spnas.config_check import TF_STRATEGIES
+from spnas.fileio import note
 
 __all__ = ["enable_determinism", "get_strategy", "is_chief"]
 
@@ -34,8 +33,8 @@ def enable_determinism() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # TensorFlow already started in this process (tests, notebooks)
         if tf.config.threading.get_inter_op_parallelism_threads() != 1:
-            print("spnas: note: TensorFlow had already started, so independent ops may still "
-                  "run concurrently; results may differ under CPU load.", file=sys.stderr)
+            note("TensorFlow had already started, so independent ops may still run "
+                 "concurrently; results may differ under CPU load.")
 
 
 def get_strategy(name: str = "auto", tpu: str = "", cpu_replicas: int = 1):
