@@ -91,6 +91,68 @@ def test_decode_at_many_budgets_is_within_tolerance_and_monotone():
     assert len({tuple(d["choices"]) for d in decoded}) >= 3
 
 
+def test_budget_decodes_keep_the_parameter_limit():
+    """With max_params every budget's net is at or under the limit (moved when the
+    latency decode alone was over it), and its arch.json records both costs."""
+    from spnas.arch.params import ParamsTable
+    from spnas.search.budgets import budget_archs, decode_budgets
+
+    space, table = _smoke_table()
+    decisions = _decisions()
+    choices = _plain(space, decisions)
+    params = ParamsTable.from_space(space)
+    lo, hi = table.range_ms()
+    targets = [lo + f * (hi - lo) for f in (0.1, 0.5, 0.9)]
+    free = decode_budgets(decisions, choices, space, table, targets, TOLERANCE)
+    counts = [params.count(d["choices"]) for d in free]
+    limit = (min(counts) + max(counts)) // 2  # the fast budgets fit, the slow one not
+    assert min(counts) <= limit < max(counts)
+    limited = decode_budgets(decisions, choices, space, table, targets, TOLERANCE,
+                             max_params=limit)
+    for f, d in zip(free, limited):
+        n = params.count(d["choices"])
+        assert n <= limit and d["params_limit"]["params"] == n
+        assert d["params_limit"]["moved"] == (params.count(f["choices"]) > limit)
+        assert d["predicted_ms"] == pytest.approx(table.predict_ms(d["choices"]))
+        assert d["verdict"]["within_tolerance"] == (abs(d["predicted_ms"] / d["target_ms"] - 1)
+                                                    <= TOLERANCE)
+        if not d["params_limit"]["moved"]:
+            assert d["choices"] == f["choices"]
+    assert any(d["params_limit"]["moved"] for d in limited)
+    main = {"search": {"lambda": 0.5}, "layers": choices,
+            "constraints": {"latency": {"lambda": 0.5}, "params": {"lambda": 0.1}}}
+    archs = budget_archs(main, space, table, limited, [0.5] * 3, "m", tolerance=TOLERANCE,
+                         max_params=limit)
+    for a, d in zip(archs, limited):
+        c = a["constraints"]
+        assert c["params"]["value"] == params.count(d["choices"]) and c["params"]["target"] == limit
+        assert c["latency"]["target"] == d["target_ms"] and c["params"]["lambda"] == 0.1
+        assert c["params"]["binding"] == (d["params_limit"]["moved"]
+                                          or c["params"]["value"] >= (1 - TOLERANCE) * limit)
+
+
+def test_budgets_a_parameter_limit_cannot_meet_are_one_line():
+    from spnas.arch.params import ParamsTable
+    from spnas.search.limits import latency_frontier
+    from spnas.search.run import _checked_limit
+    from spnas.search.target import SearchConfigError
+
+    space, table = _smoke_table()
+    lo_p, hi_p = ParamsTable.from_space(space).range()
+    config = load_config("smoke.py")
+    config.max_params = lo_p + (hi_p - lo_p) // 4
+    frontier = latency_frontier(table, ParamsTable.from_space(space))
+    slowest = max(m for p, m in frontier if p <= config.max_params)
+    lo, hi = table.range_ms()
+    fast, slow = lo, min(hi, 1.5 * slowest / (1 - TOLERANCE))
+    assert _checked_limit(config, space, table, None, (fast,)) == (lo_p, hi_p)
+    with pytest.raises(SearchConfigError) as info:
+        _checked_limit(config, space, table, None, (fast, slow))
+    message = str(info.value)
+    assert message.startswith(f"targets={slow:g} with max_params={config.max_params}: no net ")
+    assert "reachable: targets <= " in message and "\n" not in message
+
+
 def test_targets_syntax_is_one_line_from_the_config_check():
     assert parse_targets("") == () and parse_targets(" 0.2, 0.25 ,1e-1") == (0.2, 0.25, 0.1)
     config = load_config("smoke.py")

@@ -40,8 +40,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from spnas.arch.handoff import make_arch, write_arch
+from spnas.arch.params import ParamsTable
 from spnas.config_check import parse_targets
 from spnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from spnas.search.limits import constraints_record, decode_under_limit
 from spnas.search.target import SearchConfigError, budget_verdict, decode_at_budget
 from spnas.space import SearchSpace, decisions_from_choice, validate_choices
 from spnas.tables.runtime_model import BoundTable
@@ -71,7 +73,7 @@ BUDGETS_JSON, BUDGETS_CSV, FIG_BUDGETS = "budgets.json", "budgets.csv", "fig_bud
 FORCE_ON = -1.0
 ACCURACY_OF = ("this net: the EMA supernet, BN statistics recomputed, with its indicators "
                "forced to this net's choices (spnas/search/budgets.py)")
-CSV_COLUMNS = ("target_ms", "predicted_ms", "error_pct", "within_tolerance", "shift",
+CSV_COLUMNS = ("target_ms", "predicted_ms", "params", "error_pct", "within_tolerance", "shift",
                "changed_layers", "supernet_val_accuracy_ema", "file")
 
 
@@ -110,12 +112,24 @@ def checked_targets(config, table: BoundTable) -> tuple[float, ...]:
 
 def decode_budgets(decisions: Sequence[dict], base_choices: Sequence[str], space: SearchSpace,
                    table: BoundTable, targets: Sequence[float], tolerance: float,
-                   strict_table: bool = True) -> list[dict]:
-    """One :func:`decode_at_budget` per budget, each with its ``target_ms`` and verdict."""
+                   strict_table: bool = True, max_params: int = 0) -> list[dict]:
+    """One :func:`decode_at_budget` per budget, each with its ``target_ms`` and verdict.
+
+    With ``max_params`` each budget's net is then moved under the parameter limit as
+    arch.json's is (:func:`spnas.search.limits.decode_under_limit`, recorded under
+    ``params_limit``), so every decoded net meets both constraints the search had.
+    """
+    params = ParamsTable.from_space(space) if max_params else None
     out = []
     for t in targets:
         decoded = decode_at_budget(decisions, base_choices, space, table, t, tolerance,
                                    strict_table=strict_table)
+        if params is not None:
+            limit = decode_under_limit(decisions, decoded["choices"], space, table, params,
+                                       max_params, t, tolerance)
+            decoded = {**decoded, "choices": limit["choices"],
+                       "predicted_ms": float(table.predict_ms(limit["choices"])),
+                       "params_limit": {k: v for k, v in limit.items() if k != "choices"}}
         verdict = budget_verdict(decoded["predicted_ms"], t, tolerance)
         out.append({"target_ms": float(t), **decoded, "verdict": verdict})
     return out
@@ -173,9 +187,15 @@ def forced_evaluation(model, datasets, bn_batches: int, choices: Sequence[str]) 
 
 
 def budget_archs(main_arch: dict, space: SearchSpace, table: BoundTable, decoded: Sequence[dict],
-                 accuracies: Sequence[float], method: str, strict_table: bool = True) -> list[dict]:
+                 accuracies: Sequence[float], method: str, strict_table: bool = True,
+                 tolerance: float = 0.05, max_params: int = 0) -> list[dict]:
     """The arch.json dictionary of each decoded net: arch.json's search record, decisions
-    and config, its own layers, latency, ``target`` verdict and ``decode`` record."""
+    and config, its own layers, latency, ``target`` verdict, ``decode`` record and
+    ``constraints`` (both costs; the multipliers are the search's)."""
+    params = ParamsTable.from_space(space)
+    lambdas = main_arch.get("constraints") or {}
+    lam = (float((lambdas.get("latency") or {}).get("lambda", main_arch["search"].get("lambda", 0.0))),
+           float((lambdas.get("params") or {}).get("lambda", 0.0)))
     out = []
     for d, accuracy in zip(decoded, accuracies):
         search = {**main_arch.get("search", {}), "supernet_val_accuracy_ema": float(accuracy),
@@ -186,7 +206,11 @@ def budget_archs(main_arch: dict, space: SearchSpace, table: BoundTable, decoded
                             if k in main_arch})
         arch["target"] = dict(d["verdict"])  # of d["predicted_ms"], the same paper model
         arch["target"]["decode"] = {"method": method, **{
-            k: v for k, v in d.items() if k not in ("choices", "verdict", "target_ms")}}
+            k: v for k, v in d.items()
+            if k not in ("choices", "verdict", "target_ms", "params_limit")}}
+        arch["constraints"] = constraints_record(
+            arch["predicted_ms"], params.count(d["choices"]), d["target_ms"], tolerance,
+            max_params or None, *lam, d.get("params_limit"))
         out.append(arch)
     return out
 
@@ -197,6 +221,7 @@ def _row(arch: dict, file: str) -> dict:
     return {"target_ms": arch.get("target_ms"), "predicted_ms": arch["predicted_ms"],
             "error_pct": target.get("error_pct"), "within_tolerance": target.get("within_tolerance"),
             "shift": decode.get("shift"), "changed_layers": decode.get("changed_layers"),
+            "params": ((arch.get("constraints") or {}).get("params") or {}).get("value"),
             "supernet_val_accuracy_ema": arch["search"]["supernet_val_accuracy_ema"],
             "layers": list(arch["layers"]), "stages": list(arch["stages"]), "file": file}
 
@@ -212,12 +237,14 @@ def many_budgets(config, model, datasets, space: SearchSpace, table: BoundTable,
         return None
     strict = not config.get("table_proxy", False)
     bn = int(config.schedule.bn_recalibration_batches)
+    tolerance, max_params = float(config.target_tolerance), int(config.get("max_params", 0))
     decoded = decode_budgets(model.decisions(), model.choices(), space, table, targets,
-                             float(config.target_tolerance), strict_table=strict)
+                             tolerance, strict_table=strict, max_params=max_params)
     accuracies = [float(forced_evaluation(model, datasets, bn, d["choices"])["accuracy"])
                   for d in decoded]
     main_forced = float(forced_evaluation(model, datasets, bn, main_arch["layers"])["accuracy"])
-    archs = budget_archs(main_arch, space, table, decoded, accuracies, method, strict_table=strict)
+    archs = budget_archs(main_arch, space, table, decoded, accuracies, method, strict_table=strict,
+                         tolerance=tolerance, max_params=max_params)
     main_row = _row({**main_arch, "search": {
         **main_arch["search"], "supernet_val_accuracy_ema": main_forced}}, "arch.json")
     return {"archs": archs, "table": {
@@ -292,14 +319,15 @@ def plot_budgets(table: dict, out_png: str) -> str:
 
 def summary_lines(table: dict) -> list[str]:
     """The budgets as a short table for the search's summary."""
-    lines = [f"{'budget':>9} {'predicted':>9} {'error':>8} {'shift':>7} {'top1':>6}  "
-             f"{'changed layers':<16} file"]
+    lines = [f"{'budget':>9} {'predicted':>9} {'error':>8} {'params':>10} {'shift':>7} "
+             f"{'top1':>6}  {'changed layers':<16} file"]
     for r in [*table["budgets"], table["main"]]:
         budget = f"{r['target_ms']:.4g}" if r["target_ms"] is not None else "-"
         error = f"{r['error_pct']:+.1f}%" if r["error_pct"] is not None else "-"
         shift = f"{r['shift']:+.3f}" if r["shift"] is not None and math.isfinite(r["shift"]) else "-"
         changed = ",".join(map(str, r["changed_layers"])) if r["changed_layers"] else "-"
         flag = "" if r["within_tolerance"] in (True, None) else "  OUTSIDE tolerance"
-        lines.append(f"{budget:>9} {r['predicted_ms']:>9.3f} {error:>8} {shift:>7} "
+        params = f"{r['params']:,}" if r.get("params") is not None else "-"
+        lines.append(f"{budget:>9} {r['predicted_ms']:>9.3f} {error:>8} {params:>10} {shift:>7} "
                      f"{100 * r['supernet_val_accuracy_ema']:>5.1f}%  {changed:<16} {r['file']}{flag}")
     return lines

@@ -97,9 +97,10 @@ def latency_frontier(table: BoundTable, params: ParamsTable) -> list[tuple[int, 
 
 
 def check_limits(space: SearchSpace, table: BoundTable, max_params: int,
-                 target_ms: float | None, tolerance: float) -> ParamsTable:
+                 target_ms: float | None, tolerance: float, what: str = "target_ms") -> ParamsTable:
     """Rejects a ``max_params`` no net reaches, alone or with ``target_ms``; returns the
-    space's :class:`ParamsTable`.
+    space's :class:`ParamsTable`. ``what`` names the latency key in the message
+    (``targets`` for the many-budgets decodes).
 
     Raises:
       SearchConfigError: one line naming the reachable range.
@@ -118,10 +119,10 @@ def check_limits(space: SearchSpace, table: BoundTable, max_params: int,
         if slowest < floor_ms:
             needed = min(p for p, m in frontier if m >= floor_ms)
             raise SearchConfigError(
-                f"target_ms={target_ms:g} with max_params={max_params}: no net of at most "
+                f"{what}={target_ms:g} with max_params={max_params}: no net of at most "
                 f"{max_params} parameters is within the -{100 * tolerance:g} % tolerance of "
                 f"the target (the slowest predicts {slowest:.3f} ms on {table.device!r}); "
-                f"reachable: target_ms <= {slowest / (1.0 - tolerance):.4g} with this limit, "
+                f"reachable: {what} <= {slowest / (1.0 - tolerance):.4g} with this limit, "
                 f"or max_params >= {needed} for this target.")
     return params
 

@@ -94,13 +94,16 @@ def summary_lines(space: SearchSpace, choices: list[str], table: BoundTable | No
     return lines
 
 
-def _checked_limit(config, space: SearchSpace, table: BoundTable,
-                   target_ms: float | None) -> tuple[int, int] | None:
+def _checked_limit(config, space: SearchSpace, table: BoundTable, target_ms: float | None,
+                   targets: tuple[float, ...]) -> tuple[int, int] | None:
     """The space's parameter range when ``config.max_params`` is set (None when 0), after
-    checking the limit against it and the latency target (before any data or model)."""
+    checking the limit against it, the latency target and every budget of
+    ``config.targets`` (before any data or model)."""
     max_params = config.get("max_params", 0)
     if not max_params:
         return None
+    for t in targets:
+        check_limits(space, table, max_params, t, config.target_tolerance, what="targets")
     return check_limits(space, table, max_params, target_ms, config.target_tolerance).range()
 
 
@@ -217,7 +220,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
     table = load_search_table(config, space)
     target_ms = _target_ms(config, table)
     targets = budgets.checked_targets(config, table)  # config.targets, before training
-    params_range = _checked_limit(config, space, table, target_ms)  # config.max_params, too
+    params_range = _checked_limit(config, space, table, target_ms, targets)  # max_params
     s = config.schedule
     lengths = recipe.schedule_lengths(s, info.num_examples, whole_batches=True)
     warmup_steps = lengths.steps(config.lambda_warmup_epochs)
