@@ -280,5 +280,10 @@ def test_smoke_search_with_targets_through_the_cli(tmp_path):
     with open(tmp_path / "budgets.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [row["file"] for row in rows] == [arch_filename(t) for t in targets] + ["arch.json"]
+    for row in rows:  # both costs and the peak activation memory of every net
+        arch = json.loads((tmp_path / row["file"]).read_text())
+        assert int(row["params"]) == arch["constraints"]["params"]["value"]
+        assert float(row["activation_kib"]) == round(
+            arch["constraints"]["activation"]["float32_bytes"] / 1024, 1)
     assert table_json["main"]["layers"] == main["layers"]
     assert (tmp_path / "fig_budgets.png").stat().st_size > 10_000

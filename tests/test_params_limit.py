@@ -21,8 +21,9 @@ import pytest
 from keras import ops
 
 from spnas.arch.handoff import make_arch
+from spnas.arch.memory import plan_peak
 from spnas.arch.params import ParamsTable, candidate_params, layer_params, plan_params
-from spnas.arch.plan import count_params
+from spnas.arch.plan import count_params, plan_model
 from spnas.search.limits import (
     ParamsLimitController,
     check_limits,
@@ -259,6 +260,9 @@ def test_smoke_search_ends_under_the_limit(tmp_path):
     assert ("params" in arch["constraints"]["binding"]) == par["binding"]
     assert lat["binding"] == (lat["value"] >= 0.95 * target)
     assert f"limit {limit:,}" in r.stdout and "binding at the end:" in r.stdout
+    act = arch["constraints"]["activation"]  # reported beside both costs
+    assert act["peak_elements"] == plan_peak(plan_model(arch)) and act["float32_bytes"] == 4 * act["peak_elements"]
+    assert "peak activation memory (batch 1):" in r.stdout
     rows = list(csv.DictReader(open(tmp_path / "search_log.csv")))
     warm = arch["search"]["warmup_steps"]
     assert all(float(row["lambda_params"]) == 0.0 for row in rows if int(row["step"]) < warm)

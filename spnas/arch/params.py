@@ -32,20 +32,24 @@ from spnas.space import (
     validate_choices,
 )
 
-__all__ = ["ParamsTable", "candidate_params", "layer_params", "plan_params"]
+__all__ = ["ParamsTable", "candidate_params", "candidate_plan", "layer_params", "plan_params"]
 
 
-def candidate_params(spec: LayerSpec, choice: str) -> int:
-    """Parameters of searchable layer ``spec`` decoded as ``choice`` (0 for skip)."""
-    if choice == SKIP:
-        return 0
+def candidate_plan(spec: LayerSpec, choice: str) -> LayerPlan:
+    """The plain layer the builder makes of supernet layer ``spec`` decoded as ``choice``
+    (not skip)."""
     kernel, expansion = parse_choice(choice)
     return LayerPlan(
         index=spec.index, stage=spec.block, name=f"layer{spec.index:02d}", in_ch=spec.in_ch,
         out_ch=spec.out_ch, kernel=kernel, stride=spec.stride, expansion=expansion,
         residual=spec.residual, input_hw=spec.input_hw,
         output_hw=-(-spec.input_hw // spec.stride),
-    ).count_params()
+    )
+
+
+def candidate_params(spec: LayerSpec, choice: str) -> int:
+    """Parameters of searchable layer ``spec`` decoded as ``choice`` (0 for skip)."""
+    return 0 if choice == SKIP else candidate_plan(spec, choice).count_params()
 
 
 def plan_params(space: SearchSpace, choices: Sequence[str]) -> int:

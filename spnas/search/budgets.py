@@ -40,6 +40,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from spnas.arch.handoff import make_arch, write_arch
+from spnas.arch.memory import ActivationTable
 from spnas.arch.params import ParamsTable
 from spnas.config_check import parse_targets
 from spnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -73,8 +74,8 @@ BUDGETS_JSON, BUDGETS_CSV, FIG_BUDGETS = "budgets.json", "budgets.csv", "fig_bud
 FORCE_ON = -1.0
 ACCURACY_OF = ("this net: the EMA supernet, BN statistics recomputed, with its indicators "
                "forced to this net's choices (spnas/search/budgets.py)")
-CSV_COLUMNS = ("target_ms", "predicted_ms", "params", "error_pct", "within_tolerance", "shift",
-               "changed_layers", "supernet_val_accuracy_ema", "file")
+CSV_COLUMNS = ("target_ms", "predicted_ms", "params", "activation_kib", "error_pct",
+               "within_tolerance", "shift", "changed_layers", "supernet_val_accuracy_ema", "file")
 
 
 def target_label(target_ms: float) -> str:
@@ -192,7 +193,7 @@ def budget_archs(main_arch: dict, space: SearchSpace, table: BoundTable, decoded
     """The arch.json dictionary of each decoded net: arch.json's search record, decisions
     and config, its own layers, latency, ``target`` verdict, ``decode`` record and
     ``constraints`` (both costs; the multipliers are the search's)."""
-    params = ParamsTable.from_space(space)
+    params, activation = ParamsTable.from_space(space), ActivationTable.from_space(space)
     lambdas = main_arch.get("constraints") or {}
     lam = (float((lambdas.get("latency") or {}).get("lambda", main_arch["search"].get("lambda", 0.0))),
            float((lambdas.get("params") or {}).get("lambda", 0.0)))
@@ -210,9 +211,13 @@ def budget_archs(main_arch: dict, space: SearchSpace, table: BoundTable, decoded
             if k not in ("choices", "verdict", "target_ms", "params_limit")}}
         arch["constraints"] = constraints_record(
             arch["predicted_ms"], params.count(d["choices"]), d["target_ms"], tolerance,
-            max_params or None, *lam, d.get("params_limit"))
+            max_params or None, *lam, d.get("params_limit"), activation.record(d["choices"]))
         out.append(arch)
     return out
+
+
+def _kib(n: int | None) -> float | None:
+    return None if n is None else round(n / 1024, 1)
 
 
 def _row(arch: dict, file: str) -> dict:
@@ -222,6 +227,8 @@ def _row(arch: dict, file: str) -> dict:
             "error_pct": target.get("error_pct"), "within_tolerance": target.get("within_tolerance"),
             "shift": decode.get("shift"), "changed_layers": decode.get("changed_layers"),
             "params": ((arch.get("constraints") or {}).get("params") or {}).get("value"),
+            "activation_kib": _kib(((arch.get("constraints") or {}).get("activation") or {})
+                                   .get("float32_bytes")),
             "supernet_val_accuracy_ema": arch["search"]["supernet_val_accuracy_ema"],
             "layers": list(arch["layers"]), "stages": list(arch["stages"]), "file": file}
 

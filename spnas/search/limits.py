@@ -184,8 +184,11 @@ def decode_under_limit(
 
 def constraints_record(predicted_ms: float, params: int, target_ms: float | None,
                        tolerance: float, max_params: int | None, runtime_lambda: float,
-                       params_lambda: float, limit: dict | None) -> dict:
-    """arch.json's ``constraints``: both costs, the limits and which one binds at the end.
+                       params_lambda: float, limit: dict | None,
+                       activation: dict | None = None) -> dict:
+    """arch.json's ``constraints``: both costs, the limits and which one binds at the end;
+    with ``activation`` (:meth:`spnas.arch.memory.ActivationTable.record`) the net's peak
+    activation memory too (reported; no limit on it).
 
     The latency target binds when it is set and the net is not below its tolerance
     band (an equality target met or pressed against); the parameter limit binds when
@@ -202,7 +205,10 @@ def constraints_record(predicted_ms: float, params: int, target_ms: float | None
     if max_params is not None:
         record["decode"] = {k: v for k, v in (limit or {}).items() if k != "choices"}
     binding = [name for name, r in (("latency", latency), ("params", record)) if r["binding"]]
-    return {"latency": latency, "params": record, "binding": binding}
+    out = {"latency": latency, "params": record, "binding": binding}
+    if activation is not None:
+        out["activation"] = dict(activation)
+    return out
 
 
 def limit_lines(constraints: dict, device: str) -> list[str]:
@@ -219,6 +225,10 @@ def limit_lines(constraints: dict, device: str) -> list[str]:
         if decode.get("within_tolerance") is False:
             lines.append("params decode: no net under the limit is within the latency "
                          "tolerance; took the one nearest to the target")
+    act = constraints.get("activation")
+    if act:
+        lines.append(f"peak activation memory (batch 1): {act['float32_bytes'] / 1024:,.1f} KiB "
+                     f"float32, {act['int8_bytes'] / 1024:,.1f} KiB int8 (tensors alive at once)")
     binding = " and ".join(constraints["binding"]) or "none"
     lines.append(f"binding at the end: {binding} (latency {lat['value']:.3f} ms on {device!r}"
                  + (f", target {lat['target']:g} ms" if lat["target"] is not None else "")

@@ -17,6 +17,7 @@ import keras
 import ml_collections
 
 from spnas.arch.handoff import Arch, load_arch, make_arch, write_arch
+from spnas.arch.memory import ActivationTable
 from spnas.arch.params import ParamsTable
 from spnas.config_check import check as check_config
 from spnas.fileio import atomic_write_json, check_writable_dir, sha256_file
@@ -281,7 +282,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
         arch["predicted_ms"], ParamsTable.from_space(space).count(choices), target_ms,
         config.target_tolerance, config.get("max_params", 0) or None,
         arch["search"]["lambda"], float(keras.ops.convert_to_numpy(model.params_lambda)),
-        (budget or {}).get("params_limit"))
+        (budget or {}).get("params_limit"), ActivationTable.from_space(space).record(choices))
     # config.targets: more nets from this supernet (every host evaluates; the chief writes).
     many = budgets.many_budgets(config, model, data, space, table, arch, targets, BUDGET_METHOD)
     path = os.path.join(workdir, "arch.json")
