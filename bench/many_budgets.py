@@ -19,6 +19,7 @@ files in ``--out``; a rerun skips what is there (a killed run loses at most the
 search or training it was in, which resumes from its checkpoint).
 
     python bench/many_budgets.py --preset=digits      # the embedded digits, ~50 min on 2 cores
+    python bench/many_budgets.py --preset=digits --train_seeds=0,1   # + every net trained again
     python bench/many_budgets.py --preset=tiny --out=/tmp/mb_tiny   # plumbing, ~3 min
 
 Presets:
@@ -40,6 +41,7 @@ import pathlib
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -76,7 +78,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(default: /tmp/spnas_many_budgets_<preset>)")
     p.add_argument("--results", default="", help="results JSON (a .md beside it)")
     p.add_argument("--seed", type=int, default=0, help="seed of every search and training")
-    return p.parse_args(argv)
+    p.add_argument("--train_seeds", default="", help="comma-separated training seeds (default: "
+                   "--seed): every net is trained once per seed; top-1 is their mean")
+    args = p.parse_args(argv)
+    try:
+        seeds = [int(x) for x in args.train_seeds.split(",") if x.strip()] or [args.seed]
+    except ValueError:
+        p.error(f"--train_seeds={args.train_seeds!r}: give integers, e.g. 0,1")
+    if len(set(seeds)) != len(seeds):
+        p.error(f"--train_seeds={args.train_seeds!r} repeats a seed")
+    args.train_seeds = seeds
+    return args
 
 
 def _load(path: str):
@@ -168,10 +180,42 @@ def train_net(preset: Preset, arch_path: str, seed: int, workdir: str) -> dict:
     return row
 
 
-def collect(preset_name: str, out: str, seed: int) -> dict:
+def check_out(out: str, preset_name: str, seed: int) -> None:
+    """``OUT/bench.json`` names the preset and search seed of the records in ``out``; a
+    rerun with others is refused (it would reuse searches made with another seed)."""
+    from spnas.fileio import atomic_write_json
+
+    path = os.path.join(out, "bench.json")
+    mine = {"preset": preset_name, "seed": seed}
+    if os.path.exists(path):
+        theirs = _load(path)
+        if theirs != mine:
+            raise SystemExit(f"many_budgets: {out} holds the runs of {theirs}, not {mine}; "
+                             "give another --out.")
+        return
+    os.makedirs(out, exist_ok=True)
+    atomic_write_json(path, mine)
+
+
+def trained(preset: Preset, arch_path: str, seed: int, seeds: Sequence[int], workdir: str) -> dict:
+    """The net trained once per seed of ``seeds`` (with the search seed ``seed`` in
+    ``workdir``, any other beside it with ``_trainseed<k>``); ``top1`` is the mean,
+    ``top1_by_seed`` each."""
+    rows = [train_net(preset, arch_path, k, workdir if k == seed else f"{workdir}_trainseed{k}")
+            for k in seeds]
+    out = dict(rows[0])
+    out["top1_by_seed"] = {str(k): r["top1"] for k, r in zip(seeds, rows)}
+    out["top1"] = statistics.fmean(r["top1"] for r in rows)
+    out["train_seconds"] = round(sum(r["train_seconds"] for r in rows), 1)
+    return out
+
+
+def collect(preset_name: str, out: str, seed: int, train_seeds: Sequence[int] = ()) -> dict:
     from spnas.fileio import read_json
     from spnas.search.budgets import BUDGETS_JSON, arch_filename
 
+    train_seeds = list(train_seeds) or [seed]
+    check_out(out, preset_name, seed)
     preset = PRESETS[preset_name]
     t0, targets, (lo, hi) = budgets_of(preset, seed)
     log(f"T0 = {t0:g} ms, budgets {targets} (reachable {lo:.3f}-{hi:.3f} ms)")
@@ -179,7 +223,8 @@ def collect(preset_name: str, out: str, seed: int) -> dict:
     main = run_search(preset, t0, tuple(targets), seed, main_dir)
     table = read_json(os.path.join(main_dir, BUDGETS_JSON), SystemExit, "many_budgets: budgets")
     supernet = {r["file"]: r for r in table["budgets"]}
-    main_train = train_net(preset, main["arch"], seed, os.path.join(out, "train", f"T0_{t0:g}ms"))
+    main_train = trained(preset, main["arch"], seed, train_seeds,
+                         os.path.join(out, "train", f"T0_{t0:g}ms"))
     rows = []
     for t in targets:
         decoded_arch = os.path.join(main_dir, arch_filename(t))
@@ -191,18 +236,21 @@ def collect(preset_name: str, out: str, seed: int) -> dict:
                         "within_tolerance": s["within_tolerance"], "shift": s["shift"],
                         "layers": s["layers"],
                         "supernet_val_top1": 100 * s["supernet_val_accuracy_ema"],
-                        **train_net(preset, decoded_arch, seed,
-                                    os.path.join(out, "train", f"decoded_{t:g}ms"))},
+                        **trained(preset, decoded_arch, seed, train_seeds,
+                                  os.path.join(out, "train", f"decoded_{t:g}ms"))},
             "dedicated": {**dedicated, "layers": _load(dedicated["arch"])["layers"],
-                          **train_net(preset, dedicated["arch"], seed,
-                                      os.path.join(out, "train", f"dedicated_{t:g}ms"))},
+                          **trained(preset, dedicated["arch"], seed, train_seeds,
+                                    os.path.join(out, "train", f"dedicated_{t:g}ms"))},
         })
     for r in rows:
         r["delta_top1"] = r["decoded"]["top1"] - r["dedicated"]["top1"]
         r["same_net"] = r["decoded"]["layers"] == r["dedicated"]["layers"]
     deltas = [r["delta_top1"] for r in rows]
+    nets = [main_train] + [r[k] for r in rows for k in ("decoded", "dedicated")]
+    spreads = [max(n["top1_by_seed"].values()) - min(n["top1_by_seed"].values()) for n in nets]
     return {
-        "preset": preset_name, "seed": seed, "t0_ms": t0, "range_ms": [lo, hi],
+        "preset": preset_name, "seed": seed, "train_seeds": train_seeds, "t0_ms": t0,
+        "range_ms": [lo, hi],
         "table": table["latency_table"].get("device"),
         "t0": {**main, **main_train},
         "budgets": rows,
@@ -211,9 +259,18 @@ def collect(preset_name: str, out: str, seed: int) -> dict:
             "decoded_better_or_equal": sum(d >= 0 for d in deltas), "budgets": len(deltas),
             "one_search_seconds": main["search_seconds"],
             "dedicated_searches_seconds": sum(r["dedicated"]["search_seconds"] for r in rows),
+            # how much one net's top-1 moves with the training seed alone (0 with one seed)
+            "train_seed_spread_mean": statistics.fmean(spreads),
+            "train_seed_spread_max": max(spreads),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _top1(row: dict) -> str:
+    by_seed = row.get("top1_by_seed") or {}
+    extra = f" ({' / '.join(f'{v:.2f}' for v in by_seed.values())})" if len(by_seed) > 1 else ""
+    return f"{row['top1']:.2f}{extra}"
 
 
 def markdown(result: dict) -> str:
@@ -232,11 +289,17 @@ def markdown(result: dict) -> str:
         d, e = r["decoded"], r["dedicated"]
         flag = "" if d["within_tolerance"] else " (outside tol.)"
         lines.append(f"| {r['budget_ms']:g} | {d['predicted_ms']:.4f}{flag} | {d['shift']:+.3f} | "
-                     f"{d['supernet_val_top1']:.1f} | {d['top1']:.2f} | {e['predicted_ms']:.4f} | "
-                     f"{e['top1']:.2f} | {r['delta_top1']:+.2f} | {'yes' if r['same_net'] else 'no'} |")
+                     f"{d['supernet_val_top1']:.1f} | {_top1(d)} | {e['predicted_ms']:.4f} | "
+                     f"{_top1(e)} | {r['delta_top1']:+.2f} | {'yes' if r['same_net'] else 'no'} |")
     t0 = result["t0"]
+    seeds = result.get("train_seeds") or [result["seed"]]
     lines += [f"| T0 {result['t0_ms']:g} (arch.json) | {t0['predicted_ms']:.4f} | | "
-              f"{t0['supernet_val_top1']:.1f} (unforced) | {t0['top1']:.2f} | | | | |", "",
+              f"{t0['supernet_val_top1']:.1f} (unforced) | {_top1(t0)} | | | | |", "",
+              f"Trained top-1: mean over training seeds {', '.join(map(str, seeds))}"
+              + (f" (each in brackets); one net's top-1 moved by {s['train_seed_spread_mean']:.2f} "
+                 f"points on average (at most {s['train_seed_spread_max']:.2f}) with the training "
+                 f"seed alone." if len(seeds) > 1 else "; one training seed, so no noise estimate."),
+              "",
               f"Decoded nets: mean Δ top-1 {s['mean_delta_top1']:+.2f} points; "
               f"{s['decoded_better_or_equal']} of {s['budgets']} at least as good as the "
               f"dedicated search's. Search time: one search {s['one_search_seconds'] / 60:.1f} min "
@@ -252,7 +315,7 @@ def main(argv=None) -> int:
     out = os.path.abspath(args.out or f"/tmp/spnas_many_budgets_{args.preset}")
     results = args.results or PRESETS[args.preset].results or os.path.join(
         out, f"many_budgets_{args.preset}.json")
-    result = collect(args.preset, out, args.seed)
+    result = collect(args.preset, out, args.seed, args.train_seeds)
     atomic_write_json(results, result)
     md = markdown(result)
     atomic_write_text(os.path.splitext(results)[0] + ".md", md)

@@ -32,3 +32,18 @@ def test_many_budgets_tiny_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "] search at" not in again.stdout and "] training " not in again.stdout  # all reused
     assert json.loads(results.read_text())["budgets"] == result["budgets"]
+    # more training seeds: only the new trainings run, and top-1 becomes their mean
+    more = subprocess.run(cmd + ["--train_seeds=0,1"], capture_output=True, text=True,
+                          timeout=1500, cwd=REPO)
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    assert "] search at" not in more.stdout and "_trainseed1" in more.stdout
+    two = json.loads(results.read_text())
+    assert two["train_seeds"] == [0, 1]
+    for row, old in zip(two["budgets"], result["budgets"]):
+        by_seed = row["decoded"]["top1_by_seed"]
+        assert sorted(by_seed) == ["0", "1"] and by_seed["0"] == old["decoded"]["top1"]
+        assert row["decoded"]["top1"] == pytest.approx((by_seed["0"] + by_seed["1"]) / 2)
+    assert two["summary"]["train_seed_spread_max"] >= two["summary"]["train_seed_spread_mean"] >= 0
+    # the searches in OUT were made with seed 0: another search seed is refused
+    other = subprocess.run(cmd + ["--seed=1"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert other.returncode != 0 and "give another --out" in other.stderr, other.stderr[-2000:]
