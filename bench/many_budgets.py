@@ -64,7 +64,13 @@ PRESETS = {
     "digits": Preset("default.py", "train_default.py", None, (0.2, 0.35, 0.65, 0.8),
                      results=str(REPO / "bench" / "results" / "many_budgets_cpu.json")),
     "tiny": Preset("smoke.py", "train_default.py", 0.5, (0.25, 0.75), train_steps=3, eager=True),
+    # Table 1's CIFAR-10 CPU setting (bench/table1.py --preset=cpu); T0 and the budgets are
+    # Table 1's targets, whose dedicated searches and trained nets are its results.
+    "cifar10": Preset("cifar10.py", "cifar10_train.py", None, (),
+                      results=str(REPO / "bench" / "results" / "many_budgets_cifar10_cpu.json")),
 }
+TABLE1 = REPO / "bench" / "results" / "table1_cpu.json"
+TABLE1_ARCHS = REPO / "bench" / "results" / "table1_cpu_archs"
 
 
 def log(msg: str) -> None:
@@ -80,7 +86,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of every search and training")
     p.add_argument("--train_seeds", default="", help="comma-separated training seeds (default: "
                    "--seed): every net is trained once per seed; top-1 is their mean")
+    p.add_argument("--train", default="", help="cifar10 preset: folder:PATH of the CIFAR-10 "
+                   "training images (PATH/train/<class>/*.jpg), as given to bench/table1.py")
+    p.add_argument("--table1", default=str(TABLE1), help="cifar10 preset: the Table 1 results "
+                   "whose searches are the dedicated ones (their archs in ../table1_cpu_archs)")
     args = p.parse_args(argv)
+    if args.preset == "cifar10" and not args.train:
+        p.error("--preset=cifar10 needs --train=folder:PATH (the CIFAR-10 training images)")
     try:
         seeds = [int(x) for x in args.train_seeds.split(",") if x.strip()] or [args.seed]
     except ValueError:
@@ -267,6 +279,98 @@ def collect(preset_name: str, out: str, seed: int, train_seeds: Sequence[int] = 
     }
 
 
+def collect_table1(out: str, seed: int, train: str, table1_json: str) -> dict:
+    """The cifar10 preset: one search at Table 1's middle target decoded at its other
+    targets, the decoded nets trained and tested as Table 1 trains and tests (its
+    held-out split, recipe and seed: bench/table1.py), against Table 1's own dedicated
+    searches at those targets. The search at T0 is Table 1's (same config and seed) and
+    the T0 net is trained again: both must reproduce Table 1 for the comparison to hold,
+    and the result says whether they did."""
+    from bench import table1
+    from spnas.fileio import read_json
+    from spnas.search.budgets import BUDGETS_JSON, arch_filename
+    from spnas.search.run import run
+
+    check_out(out, "cifar10", seed)
+    ref = read_json(table1_json, SystemExit, "many_budgets: --table1")
+    t1 = table1.PRESETS[ref["preset"]]
+    data = table1.prepare_data(argparse.Namespace(train=train, test=""), out)
+    _, table = table1.space_and_table(t1, data["fit"])
+    targets = [t["target_ms"] for t in ref["targets"]]
+    t0 = targets[len(targets) // 2]
+    budgets = [t for t in targets if t != t0]
+    log(f"T0 = {t0:g} ms (Table 1's middle target), budgets {budgets}")
+    main_dir = os.path.join(out, f"search_T0_{t0:g}ms")
+    done = os.path.join(main_dir, "bench_search.json")
+    if os.path.exists(done):
+        main = _load(done)
+    else:
+        from spnas.fileio import atomic_write_json
+
+        log(f"search at {t0:g} ms with budgets {budgets} in {main_dir}")
+        config = table1.search_config(t1, data["fit"], t0, "fan_in", seed)
+        config.targets = ",".join(f"{t:g}" for t in budgets)
+        start = time.time()
+        arch = run(config, main_dir)
+        main = {"target_ms": t0, "arch": arch.path, "predicted_ms": arch["predicted_ms"],
+                "within_tolerance": arch["target"]["within_tolerance"], "layers": arch["layers"],
+                "supernet_val_top1": 100 * arch["search"]["supernet_val_accuracy_ema"],
+                "search_seconds": round(time.time() - start, 1)}
+        atomic_write_json(done, main)
+    supernet = {r["file"]: r for r in
+                read_json(os.path.join(main_dir, BUDGETS_JSON), SystemExit, "budgets")["budgets"]}
+
+    def reference(t: float) -> dict:
+        entry = next(x for x in ref["targets"] if x["target_ms"] == t)
+        row = next(r for r in entry["rows"] if r["family"] == "searched")
+        layers = _load(str(TABLE1_ARCHS / f"searched_t{t:g}.json"))["layers"]
+        return {"predicted_ms": row["predicted_ms"], "top1": row["top1"], "layers": layers,
+                "search_seconds": entry["search_seconds"], "from": "bench/results/table1_cpu.json"}
+
+    def trained_net(arch_path: str, key: str, predicted_ms: float) -> dict:
+        row = table1.train_net(t1, data, {"family": "searched", "name": key, "key": key,
+                                          "arch": arch_path, "predicted_ms": predicted_ms},
+                               seed, out)
+        return {k: row[k] for k in ("top1", "test_images", "val_top1", "params", "steps",
+                                    "train_seconds")}
+
+    t0_ref = reference(t0)
+    main_train = trained_net(main["arch"], f"T0_{t0:g}ms", main["predicted_ms"])
+    rows = []
+    for t in budgets:
+        s = supernet[arch_filename(t)]
+        decoded_arch = os.path.join(main_dir, arch_filename(t))
+        rows.append({"budget_ms": t,
+                     "decoded": {"arch": decoded_arch, "predicted_ms": s["predicted_ms"],
+                                 "within_tolerance": s["within_tolerance"], "shift": s["shift"],
+                                 "layers": s["layers"],
+                                 "supernet_val_top1": 100 * s["supernet_val_accuracy_ema"],
+                                 **trained_net(decoded_arch, f"decoded_{t:g}ms", s["predicted_ms"])},
+                     "dedicated": reference(t)})
+    for r in rows:
+        r["delta_top1"] = r["decoded"]["top1"] - r["dedicated"]["top1"]
+        r["same_net"] = r["decoded"]["layers"] == r["dedicated"]["layers"]
+    deltas = [r["delta_top1"] for r in rows]
+    return {
+        "preset": "cifar10", "seed": seed, "train_seeds": [seed], "t0_ms": t0,
+        "range_ms": list(table.range_ms()), "table": table.device,
+        "eval": f"the {main_train['test_images']} test images Table 1 holds out",
+        "t0": {**main, **main_train},
+        "reproduces_table1": {
+            "search_same_net": main["layers"] == t0_ref["layers"],
+            "t0_top1": main_train["top1"], "table1_t0_top1": t0_ref["top1"]},
+        "budgets": rows,
+        "summary": {
+            "mean_delta_top1": statistics.fmean(deltas),
+            "decoded_better_or_equal": sum(d >= 0 for d in deltas), "budgets": len(deltas),
+            "one_search_seconds": main["search_seconds"],
+            "dedicated_searches_seconds": sum(r["dedicated"]["search_seconds"] for r in rows),
+            "train_seed_spread_mean": 0.0, "train_seed_spread_max": 0.0,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
 def _top1(row: dict) -> str:
     by_seed = row.get("top1_by_seed") or {}
     extra = f" ({' / '.join(f'{v:.2f}' for v in by_seed.values())})" if len(by_seed) > 1 else ""
@@ -278,8 +382,9 @@ def markdown(result: dict) -> str:
     lines = [f"# One search, many budgets (preset `{result['preset']}`, seed {result['seed']})", "",
              f"One search at T0 = {result['t0_ms']:g} ms decoded at each budget "
              f"(`--config.targets`), against a dedicated search per budget; every net trained "
-             f"with the same recipe and seed. Top-1: validation split "
-             f"({result['t0']['eval_images']} images), EMA weights, BN statistics recomputed. "
+             f"with the same recipe and seed. Top-1: "
+             + result.get("eval", f"validation split ({result['t0'].get('eval_images')} images)")
+             + ", EMA weights, BN statistics recomputed. "
              f"Table `{result['table']}` (reachable {result['range_ms'][0]:.3f}-"
              f"{result['range_ms'][1]:.3f} ms).", "",
              "| Budget ms | Decoded: predicted ms | shift | supernet top-1 | trained top-1 "
@@ -300,6 +405,13 @@ def markdown(result: dict) -> str:
                  f"points on average (at most {s['train_seed_spread_max']:.2f}) with the training "
                  f"seed alone." if len(seeds) > 1 else "; one training seed, so no noise estimate."),
               "",
+              *([] if "reproduces_table1" not in result else [
+                  "The search at T0 " + ("decoded the same net as" if
+                                         result["reproduces_table1"]["search_same_net"]
+                                         else "decoded ANOTHER net than")
+                  + f" Table 1's search at that target; the T0 net trained to "
+                  f"{result['reproduces_table1']['t0_top1']:.2f} % here and "
+                  f"{result['reproduces_table1']['table1_t0_top1']:.2f} % in Table 1.", ""]),
               f"Decoded nets: mean Δ top-1 {s['mean_delta_top1']:+.2f} points; "
               f"{s['decoded_better_or_equal']} of {s['budgets']} at least as good as the "
               f"dedicated search's. Search time: one search {s['one_search_seconds'] / 60:.1f} min "
@@ -315,7 +427,10 @@ def main(argv=None) -> int:
     out = os.path.abspath(args.out or f"/tmp/spnas_many_budgets_{args.preset}")
     results = args.results or PRESETS[args.preset].results or os.path.join(
         out, f"many_budgets_{args.preset}.json")
-    result = collect(args.preset, out, args.seed, args.train_seeds)
+    if args.preset == "cifar10":
+        result = collect_table1(out, args.seed, args.train, args.table1)
+    else:
+        result = collect(args.preset, out, args.seed, args.train_seeds)
     atomic_write_json(results, result)
     md = markdown(result)
     atomic_write_text(os.path.splitext(results)[0] + ".md", md)
