@@ -20,6 +20,7 @@ search or training it was in, which resumes from its checkpoint).
 
     python bench/many_budgets.py --preset=digits      # the embedded digits, ~50 min on 2 cores
     python bench/many_budgets.py --preset=digits --train_seeds=0,1   # + every net trained again
+    python bench/many_budgets.py --preset=cifar10 --train=folder:/data/cifar10 --rerun_dedicated
     python bench/many_budgets.py --preset=tiny --out=/tmp/mb_tiny   # plumbing, ~3 min
 
 Presets:
@@ -29,6 +30,11 @@ Presets:
   and budgets at 20/35/65/80 % of the table's range (0.094-0.540 ms on
   ``embedded_cpu``); configs/train_default.py training (303 steps). 5 searches
   and 9 trainings of 3-4 min each. Results in bench/results/many_budgets_cpu.json.
+* ``cifar10``: Table 1's CIFAR-10 CPU setting (bench/table1.py --preset=cpu, an image
+  folder given by ``--train=folder:DIR``): its middle target is T0, its other targets the
+  budgets, its held-out split the test set; the dedicated nets are Table 1's own, or with
+  ``--rerun_dedicated`` searched and trained here with this code. Results in
+  bench/results/many_budgets_cifar10_cpu.json (or ``--results``).
 * ``tiny``: the 6-layer smoke space, 8-step searches, 3-step eager training.
 """
 
