@@ -223,11 +223,26 @@ def trained(preset: Preset, arch_path: str, seed: int, seeds: Sequence[int], wor
     ``top1_by_seed`` each."""
     rows = [train_net(preset, arch_path, k, workdir if k == seed else f"{workdir}_trainseed{k}")
             for k in seeds]
+    return over_seeds(seeds, rows)
+
+
+def over_seeds(seeds: Sequence[int], rows: Sequence[dict]) -> dict:
+    """One net's training rows, one per seed, as one row: the first's fields, ``top1``
+    their mean, ``top1_by_seed`` each, ``train_seconds`` their sum."""
     out = dict(rows[0])
     out["top1_by_seed"] = {str(k): r["top1"] for k, r in zip(seeds, rows)}
     out["top1"] = statistics.fmean(r["top1"] for r in rows)
     out["train_seconds"] = round(sum(r["train_seconds"] for r in rows), 1)
     return out
+
+
+def seed_spread(nets: Sequence[dict]) -> dict:
+    """How much one net's top-1 moves with the training seed alone, over the nets trained
+    here (those with ``top1_by_seed``; 0 with one seed): the summary's two fields."""
+    spreads = [max(n["top1_by_seed"].values()) - min(n["top1_by_seed"].values())
+               for n in nets if "top1_by_seed" in n]
+    return {"train_seed_spread_mean": statistics.fmean(spreads),
+            "train_seed_spread_max": max(spreads)}
 
 
 def collect(preset_name: str, out: str, seed: int, train_seeds: Sequence[int] = ()) -> dict:
@@ -267,7 +282,6 @@ def collect(preset_name: str, out: str, seed: int, train_seeds: Sequence[int] = 
         r["same_net"] = r["decoded"]["layers"] == r["dedicated"]["layers"]
     deltas = [r["delta_top1"] for r in rows]
     nets = [main_train] + [r[k] for r in rows for k in ("decoded", "dedicated")]
-    spreads = [max(n["top1_by_seed"].values()) - min(n["top1_by_seed"].values()) for n in nets]
     return {
         "preset": preset_name, "seed": seed, "train_seeds": train_seeds, "t0_ms": t0,
         "range_ms": [lo, hi],
@@ -279,9 +293,7 @@ def collect(preset_name: str, out: str, seed: int, train_seeds: Sequence[int] = 
             "decoded_better_or_equal": sum(d >= 0 for d in deltas), "budgets": len(deltas),
             "one_search_seconds": main["search_seconds"],
             "dedicated_searches_seconds": sum(r["dedicated"]["search_seconds"] for r in rows),
-            # how much one net's top-1 moves with the training seed alone (0 with one seed)
-            "train_seed_spread_mean": statistics.fmean(spreads),
-            "train_seed_spread_max": max(spreads),
+            **seed_spread(nets),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -342,11 +354,9 @@ def collect_table1(out: str, seed: int, train: str, table1_json: str,
         net = {"family": "searched", "name": key, "key": key, "arch": arch_path,
                "predicted_ms": predicted_ms}
         runs = [table1.train_net(t1, data, net, k, out) for k in train_seeds]
-        row = {k: runs[0][k] for k in ("test_images", "val_top1", "params", "steps")}
-        row["top1_by_seed"] = {str(k): r["top1"] for k, r in zip(train_seeds, runs)}
-        row["top1"] = statistics.fmean(r["top1"] for r in runs)
-        row["train_seconds"] = round(sum(r["train_seconds"] for r in runs), 1)
-        return row
+        row = over_seeds(train_seeds, runs)
+        return {k: row[k] for k in ("top1", "top1_by_seed", "test_images", "val_top1", "params",
+                                    "steps", "train_seconds")}
 
     def dedicated(t: float) -> dict:
         if not rerun_dedicated:
@@ -375,8 +385,6 @@ def collect_table1(out: str, seed: int, train: str, table1_json: str,
         r["same_net"] = r["decoded"]["layers"] == r["dedicated"]["layers"]
     deltas = [r["delta_top1"] for r in rows]
     nets = [main_train] + [r[k] for r in rows for k in ("decoded", "dedicated")]
-    spreads = [max(n["top1_by_seed"].values()) - min(n["top1_by_seed"].values())
-               for n in nets if "top1_by_seed" in n]
     return {
         "preset": "cifar10", "seed": seed, "train_seeds": train_seeds, "t0_ms": t0,
         "range_ms": list(table.range_ms()), "table": table.device,
@@ -391,8 +399,7 @@ def collect_table1(out: str, seed: int, train: str, table1_json: str,
             "decoded_better_or_equal": sum(d >= 0 for d in deltas), "budgets": len(deltas),
             "one_search_seconds": main["search_seconds"],
             "dedicated_searches_seconds": sum(r["dedicated"]["search_seconds"] for r in rows),
-            "train_seed_spread_mean": statistics.fmean(spreads),
-            "train_seed_spread_max": max(spreads),
+            **seed_spread(nets),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
