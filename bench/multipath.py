@@ -27,8 +27,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from spnas.search.supernet import RUNTIME_LOSS_SCALE, WEIGHT_DECAY, latency_config, layer_runtimes
-from spnas.space import CANDIDATES, SKIP, SearchSpace, parse_choice
+from spnas.choices import parse_choice
+from spnas.search.supernet import (
+    RUNTIME_LOSS_SCALE,
+    WEIGHT_DECAY,
+    cost_constant,
+    latency_config,
+    layer_runtimes,
+)
+from spnas.space import CANDIDATES, SKIP, SearchSpace
 from spnas.superkernel import Head, MBConv, Stem
 from spnas.superkernel.block import build_chain
 from spnas.tables.table import LatencyTable
@@ -210,7 +217,7 @@ class MultiPathSupernet(keras.Model):
         """``constant + sum_l sum_j alpha_lj R_lj`` in ms."""
         if self.latency is None:
             raise ValueError("This supernet was built without a latency table.")
-        total = ops.convert_to_tensor(float(self.latency["constant_ms"]))
+        total = ops.convert_to_tensor(cost_constant(self.latency))
         for block in self.searchable_blocks:
             total = total + block.expected_runtime_ms()
         return total

@@ -50,7 +50,7 @@ def get_config(arg=None):
     # thresholds get a gradient from the first step) or "fan_out" (MnasNet's conv
     # init, as the authors' release; spnas/superkernel/block.py).
     c.superkernel_init = "fan_in"
-    c.latency_table = "embedded_cpu"  # a path or the name of a shipped table
+    c.latency_table = "embedded_cpu"  # a path or the name of a shipped table ("": none, cost != latency)
     c.table_proxy = False  # True: allow a table of another input size (e.g. Pixel 1 on 32x32)
     # The paper: 8 epochs, the first 5 with lambda = 0 and indicator dropout.
     c.lambda_warmup_epochs = c.schedule.get_ref("epochs") * (
@@ -68,6 +68,12 @@ def get_config(arg=None):
     # release's fixed lambda = 0.02 this space decodes 17 of 20 layers as k5_e6).
     # 0 = off: the fixed-lambda mode of the paper.
     c.target_ms = 0.32  # latency target in ms (0: fixed-lambda mode)
+    # What the search's cost is: "latency" (the latency table), "macs" (millions of
+    # multiply-accumulates) or "params" (parameters), the last two counted exactly from
+    # the space. With "macs" or "params" set the budget as target (in MMAC or parameters)
+    # and target_ms=0; target with cost=latency is target_ms by another name.
+    c.cost = "latency"
+    c.target = 0.0  # budget in the cost's unit (0: off; target_ms for latency)
     c.target_lr = 0.02  # controller integral gain
     c.target_kp = 1.0  # controller proportional gain
     c.target_max_lambda = 1.0  # bound on |lambda| in target mode
@@ -84,5 +90,5 @@ def get_config(arg=None):
     # Many budgets from one search: after it, decode one net per latency budget from the
     # same supernet (the margin shift of target_decode) and write arch_<T>ms.json each,
     # budgets.json/.csv and fig_budgets.png (spnas/search/budgets.py).
-    c.targets = ""  # comma-separated latency budgets in ms, e.g. "0.2,0.25,0.3" ("": off)
+    c.targets = ""  # comma-separated budgets in the cost's unit, e.g. "0.2,0.25,0.3" ms ("": off)
     return c

@@ -134,7 +134,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "execution.process_id": (lambda x: x >= -1, ">= -1 (-1: detected)"),
     "seed": _NONNEG,
     # search
-    "latency_table": (bool, "a table file or a shipped table's name"),
+    "latency_table": (lambda x: x == x.strip(), "a table file, a shipped table's name or '' "
+                      "(none: a search on MACs or parameters)"),
+    "cost": _in("latency", "macs", "params"),
+    "target": (_non_negative, ">= 0 (0: off) in the cost's unit"),
     "superkernel_init": _in(*SUPERKERNEL_INITS),
     "lambda_": _NONNEG,
     "lambda_warmup_epochs": _NONNEG,
@@ -148,7 +151,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "params_lr": _NONNEG,
     "params_kp": _NONNEG,
     "params_max_lambda": _POS,
-    "targets": (_budgets_ok, "comma-separated distinct latency budgets in ms, "
+    "targets": (_budgets_ok, "comma-separated distinct budgets in the cost's unit, "
                 "each a finite number > 0, e.g. '0.2,0.3' ('': off)"),
     "space.width": _POS,
     "space.dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),

@@ -23,17 +23,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from spnas.errors import UserError
+from spnas.choices import (
+    CANDIDATES,
+    SKIP,
+    SpaceError,
+    check_candidates,
+)
 from spnas.fileio import read_json
+from spnas.layer_plan import IDENTITY, PROJECTION, BlockSpec, LayerPlan, Run, walk
 
-# Candidate operations of a searchable layer, in the column order of the paper's
-# Pixel 1 table (k3e3, k3e6, k5e3, k5e6); ``skip`` drops the whole layer.
-CANDIDATES = ("k3_e3", "k3_e6", "k5_e3", "k5_e6")
-SKIP = "skip"
+# Where a searchable layer may be skipped: "inner" (the paper: not the first layer of a
+# block, skip = the residual's identity), "all" (every searchable layer; where the
+# layer changes the shape, skip is a 1x1 conv with its stride + BN, as NAS-Bench-Macro's
+# identity), "none".
+SKIP_RULES = ("inner", "all", "none")
 
 BN_MOMENTUM = 0.99  # MnasNet / Single-Path NAS release
 BN_EPSILON = 1e-3  # MnasNet / Single-Path NAS release
@@ -57,108 +63,8 @@ PAPER_BLOCK_STRINGS = (
 )
 
 
-
-class SpaceError(UserError):
-    """A search space, a block string or a layer choice is malformed (names what)."""
-
-
-_BLOCK_RE = re.compile(r"^[a-z]+\d+$")
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockSpec:
-    """One block of the backbone, as a MnasNet block string describes it.
-
-    Attributes:
-      repeats: number of layers in the block.
-      kernel: depthwise kernel size of the (super)kernel.
-      stride: stride of the first layer; the others use 1.
-      expansion: expansion ratio of the (super)kernel.
-      in_ch: input channels of the first layer (before width scaling).
-      out_ch: output channels of every layer (before width scaling).
-      noskip: no residual connection anywhere in the block.
-      searchable: whether the search chooses this block's layers. The paper
-        fixes the first (e1) and the last (192->320) blocks.
-    """
-
-    repeats: int
-    kernel: int
-    stride: int
-    expansion: int
-    in_ch: int
-    out_ch: int
-    noskip: bool = False
-    searchable: bool = True
-
-    @classmethod
-    def parse(cls, block_string: str, searchable: bool | None = None) -> BlockSpec:
-        """Parses a MnasNet block string such as ``r4_k5_s22_e6_i16_o24``.
-
-        Raises:
-          ValueError: naming the offending token.
-        """
-        fields: dict[str, str] = {}
-        noskip = False
-        for token in block_string.strip().split("_"):
-            if token == "noskip":
-                noskip = True
-                continue
-            if not _BLOCK_RE.match(token) or token[0] not in "rksieo":
-                raise SpaceError(f"Unknown token {token!r} in block string {block_string!r}.")
-            if token[0] in fields:
-                raise SpaceError(f"Repeated token {token!r} in block string {block_string!r}.")
-            fields[token[0]] = token[1:]
-        missing = [k for k in "rksieo" if k not in fields]
-        if missing:
-            raise SpaceError(f"Block string {block_string!r} lacks fields {missing}.")
-        strides = fields["s"]
-        if len(strides) == 2:
-            if strides[0] != strides[1]:
-                raise SpaceError(f"Anisotropic stride {strides!r} is not supported.")
-            strides = strides[0]
-        spec = cls(
-            repeats=int(fields["r"]),
-            kernel=int(fields["k"]),
-            stride=int(strides),
-            expansion=int(fields["e"]),
-            in_ch=int(fields["i"]),
-            out_ch=int(fields["o"]),
-            noskip=noskip,
-            searchable=True,
-        )
-        if searchable is None:
-            searchable = spec.expansion == 6 and spec.kernel == 5
-        return dataclasses.replace(spec, searchable=searchable)
-
-    def encode(self) -> str:
-        """Inverse of :meth:`parse` (two-digit strides as in the release)."""
-        s = (
-            f"r{self.repeats}_k{self.kernel}_s{self.stride}{self.stride}_e{self.expansion}"
-            f"_i{self.in_ch}_o{self.out_ch}"
-        )
-        return s + ("_noskip" if self.noskip else "")
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerSpec:
-    """One resolved MBConv layer of the supernet."""
-
-    index: int
-    block: int
-    in_ch: int
-    out_ch: int
-    stride: int
-    kernel: int
-    expansion: int
-    input_hw: int
-    searchable: bool
-    skippable: bool
-    residual: bool
-
-    @property
-    def fixed_choice(self) -> str:
-        """The choice string of a non-searchable layer (e.g. ``k3_e1``)."""
-        return f"k{self.kernel}_e{self.expansion}"
+# A supernet layer is a LayerPlan (spnas.layer_plan), the one layer type of the package.
+LayerSpec = LayerPlan
 
 
 def round_filters(channels: int, width: float, divisor: int = CHANNEL_DIVISOR) -> int:
@@ -172,13 +78,31 @@ def round_filters(channels: int, width: float, divisor: int = CHANNEL_DIVISOR) -
     return int(new)
 
 
+_FIELD_TYPES = {
+    "blocks": "a list of block strings", "input_size": "an integer",
+    "stem_channels": "an integer", "stem_stride": "an integer", "head_channels": "an integer",
+    "width": "a number", "num_classes": "an integer", "dropout": "a number",
+    "block_strides": "a list of integers or null", "candidates": "a list of candidates",
+    "skip": f"one of {SKIP_RULES}", "block_candidates": "a list (one entry per block) or null",
+    "block_skip": "a list (one entry per block) or null",
+}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
     """A single-path search space: stem, blocks of MBConv layers and head.
 
     The defaults are the paper's ImageNet / Pixel 1 space. ``block_strides``
     overrides the stride of each block (e.g. ``(1, 1, 2, 2, 1, 2, 1)`` with
-    ``stem_stride=1`` for 32x32 images).
+    ``stem_stride=1`` for 32x32 images). ``candidates`` is the set every
+    searchable layer chooses from (any non-empty subset of :data:`CANDIDATES`)
+    and ``skip`` where it may be skipped (:data:`SKIP_RULES`);
+    ``block_candidates`` / ``block_skip`` override them per block (None entries
+    keep the space's). The layers are resolved once, when the space is made.
     """
 
     blocks: tuple[str, ...] = PAPER_BLOCK_STRINGS
@@ -190,22 +114,79 @@ class SearchSpace:
     num_classes: int = 1000
     dropout: float = 0.2
     block_strides: tuple[int, ...] | None = None
+    candidates: tuple[str, ...] = CANDIDATES
+    skip: str = "inner"
+    block_candidates: tuple | None = None
+    block_skip: tuple | None = None
 
     def __post_init__(self):
+        self._check_types()
         object.__setattr__(self, "blocks", tuple(self.blocks))
+        object.__setattr__(self, "candidates", check_candidates(self.candidates, "candidates"))
+        n = len(self.blocks)
         if self.block_strides is not None:
             object.__setattr__(self, "block_strides", tuple(int(s) for s in self.block_strides))
-            if len(self.block_strides) != len(self.blocks):
+            if len(self.block_strides) != n:
                 raise SpaceError(
-                    f"block_strides has {len(self.block_strides)} entries for "
-                    f"{len(self.blocks)} blocks."
-                )
+                    f"block_strides has {len(self.block_strides)} entries for {n} blocks.")
+        if self.skip not in SKIP_RULES:
+            raise SpaceError(f"skip: {self.skip!r} is not one of {SKIP_RULES}.")
+        if self.block_candidates is not None:
+            if len(self.block_candidates) != n:
+                raise SpaceError(f"block_candidates has {len(self.block_candidates)} "
+                                 f"entries for {n} blocks.")
+            object.__setattr__(self, "block_candidates", tuple(
+                None if c is None else check_candidates(c, f"block_candidates[{i}]")
+                for i, c in enumerate(self.block_candidates)))
+        if self.block_skip is not None:
+            if len(self.block_skip) != n:
+                raise SpaceError(f"block_skip has {len(self.block_skip)} entries for "
+                                 f"{n} blocks.")
+            for i, rule in enumerate(self.block_skip):
+                if rule is not None and rule not in SKIP_RULES:
+                    raise SpaceError(f"block_skip[{i}]: {rule!r} is not one of "
+                                     f"{SKIP_RULES} or null.")
+            object.__setattr__(self, "block_skip", tuple(self.block_skip))
         if self.input_size < 8:
-            raise SpaceError(f"input_size {self.input_size} is too small.")
+            raise SpaceError(f"input_size {self.input_size} is too small (>= 8).")
         if self.num_classes < 2:
             raise SpaceError(f"num_classes must be >= 2, got {self.num_classes}.")
-        # Validates the strings and the downsampling up front.
-        self.layers()
+        for name in ("stem_channels", "stem_stride", "head_channels"):
+            if getattr(self, name) < 1:
+                raise SpaceError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not (math.isfinite(self.width) and self.width > 0):
+            raise SpaceError(f"width must be a positive number, got {self.width!r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SpaceError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        # The one walk of the stages: resolved once and held (validates the strings and
+        # the downsampling up front).
+        object.__setattr__(self, "_layers", self._resolve())
+
+    def _check_types(self) -> None:
+        def bad(name):
+            value = getattr(self, name)
+            raise SpaceError(f"{name}: expected {_FIELD_TYPES[name]}, got {value!r}.")
+
+        if isinstance(self.blocks, str) or not isinstance(self.blocks, Sequence) or \
+                not self.blocks or not all(isinstance(b, str) for b in self.blocks):
+            bad("blocks")
+        for name in ("input_size", "stem_channels", "stem_stride", "head_channels",
+                     "num_classes"):
+            if not _is_int(getattr(self, name)):
+                bad(name)
+        for name in ("width", "dropout"):
+            if isinstance(getattr(self, name), bool) or \
+                    not isinstance(getattr(self, name), (int, float)):
+                bad(name)
+        for name in ("block_strides", "block_candidates", "block_skip"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, str) or not isinstance(value, Sequence)):
+                bad(name)
+        if self.block_strides is not None and not all(_is_int(v) and v >= 1
+                                                      for v in self.block_strides):
+            bad("block_strides")
+        if not isinstance(self.skip, str):
+            bad("skip")
 
     def block_specs(self) -> list[BlockSpec]:
         specs = [BlockSpec.parse(b) for b in self.blocks]
@@ -222,79 +203,109 @@ class SearchSpace:
         # MobileNetV2 / MnasNet keep the 1280 head for width <= 1.
         return round_filters(self.head_channels, self.width) if self.width > 1.0 else self.head_channels
 
-    def layers(self) -> list[LayerSpec]:
-        """Flattens the blocks into layers with resolved channels and sizes."""
-        hw = self.input_size
-        if hw % self.stem_stride:
-            raise SpaceError(f"input_size {hw} is not divisible by the stem stride {self.stem_stride}.")
-        hw = math.ceil(hw / self.stem_stride)
-        out: list[LayerSpec] = []
+    def block_rule(self, b: int) -> tuple[tuple[str, ...], str]:
+        """Block ``b``'s candidate set and skip rule (its own, else the space's)."""
+        cands = (self.block_candidates or (None,) * len(self.blocks))[b] or self.candidates
+        rule = (self.block_skip or (None,) * len(self.blocks))[b] or self.skip
+        return cands, rule
+
+    def _resolve(self) -> tuple[LayerPlan, ...]:
+        specs = self.block_specs()
+        runs = []
         prev_out = self.stem_filters
-        for b, spec in enumerate(self.block_specs()):
+        for b, spec in enumerate(specs):
             in_ch = round_filters(spec.in_ch, self.width)
-            out_ch = round_filters(spec.out_ch, self.width)
-            if b > 0 and in_ch != prev_out:
+            if in_ch != prev_out:
                 raise SpaceError(
                     f"Block {b} ({self.blocks[b]!r}) takes {spec.in_ch} channels but the "
-                    f"previous block gives {prev_out}."
-                )
-            for r in range(spec.repeats):
-                stride = spec.stride if r == 0 else 1
-                if stride > 1 and hw < 2:
+                    f"{'previous block' if b else 'stem'} gives {prev_out}.")
+            prev_out = round_filters(spec.out_ch, self.width)
+            runs.append(Run(spec.repeats, spec.stride, prev_out, spec.noskip, self.blocks[b]))
+        out = []
+        for i, pos in enumerate(walk(runs, self.input_size, self.stem_stride, self.stem_filters)):
+            spec = specs[pos.run]
+            cands, rule = self.block_rule(pos.run)
+            skippable = spec.searchable and (rule == "all" or (rule == "inner" and pos.repeat > 0))
+            skip_op = ""
+            if skippable:
+                same_shape = pos.stride == 1 and pos.in_ch == pos.out_ch
+                skip_op = IDENTITY if same_shape else PROJECTION
+                if same_shape and not pos.residual:
                     raise SpaceError(
-                        f"Input size {self.input_size} cannot be downsampled as asked: layer "
-                        f"{len(out)} (block {b}) has stride {stride} on a {hw}x{hw} feature map."
-                    )
-                lin = in_ch if r == 0 else out_ch
-                out.append(
-                    LayerSpec(
-                        index=len(out),
-                        block=b,
-                        in_ch=lin,
-                        out_ch=out_ch,
-                        stride=stride,
-                        kernel=spec.kernel,
-                        expansion=spec.expansion,
-                        input_hw=hw,
-                        searchable=spec.searchable,
-                        skippable=spec.searchable and r > 0,
-                        residual=(not spec.noskip) and stride == 1 and lin == out_ch,
-                    )
-                )
-                hw = math.ceil(hw / stride)
-            prev_out = out_ch
-        return out
+                        f"Layer {i} (block {pos.run}, {self.blocks[pos.run]!r}) may be skipped "
+                        "but its block is 'noskip': a skip there would be a bare identity; "
+                        "drop 'noskip' or set the block's skip rule to 'none'.")
+            out.append(LayerPlan(
+                index=i, block=pos.run, name=f"layer{i:02d}", in_ch=pos.in_ch,
+                out_ch=pos.out_ch, kernel=spec.kernel, stride=pos.stride,
+                expansion=spec.expansion, residual=pos.residual, input_hw=pos.input_hw,
+                output_hw=pos.output_hw, searchable=spec.searchable, skippable=skippable,
+                candidates=cands if spec.searchable else (f"k{spec.kernel}_e{spec.expansion}",),
+                skip_op=skip_op))
+        return tuple(out)
+
+    def layers(self) -> tuple[LayerPlan, ...]:
+        """The layers with resolved channels, strides, sizes and choices (held, not
+        recomputed)."""
+        return self._layers
 
     def searchable_indices(self) -> list[int]:
-        return [layer.index for layer in self.layers() if layer.searchable]
+        return [layer.index for layer in self._layers if layer.searchable]
+
+    def describe(self) -> str:
+        """One line: blocks, candidates and the skip rule (for summaries)."""
+        n = sum(layer.searchable for layer in self._layers)
+        extra = ""
+        if self.block_candidates and any(self.block_candidates):
+            extra += f", per-block candidates {list(self.block_candidates)}"
+        if self.block_skip and any(self.block_skip):
+            extra += f", per-block skip {list(self.block_skip)}"
+        return (f"{len(self._layers)} layers ({n} searchable) in {len(self.blocks)} blocks, "
+                f"{self.input_size}x{self.input_size}, width {self.width:g}; candidates "
+                f"{', '.join(self.candidates)}; skip {self.skip!r}{extra}")
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["blocks"] = list(self.blocks)
         d["block_strides"] = list(self.block_strides) if self.block_strides else None
+        d["candidates"] = list(self.candidates)
+        for key in ("block_candidates", "block_skip"):
+            value = d[key]
+            d[key] = None if value is None else [None if v is None else
+                                                 (list(v) if isinstance(v, tuple) else v)
+                                                 for v in value]
+        if (self.candidates, self.skip, self.block_candidates, self.block_skip) == \
+                (CANDIDATES, "inner", None, None):
+            # The paper's choices: the dict every arch.json and table of that space holds.
+            for key in ("candidates", "skip", "block_candidates", "block_skip"):
+                d.pop(key)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchSpace:
+        if not isinstance(d, dict):
+            raise SpaceError(f"A search space is a JSON object / dict, got {d!r}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise SpaceError(f"Unknown search-space fields: {sorted(unknown)}.")
+            raise SpaceError(f"Unknown search-space fields: {sorted(unknown)}; known: "
+                             f"{sorted(known)}.")
         d = dict(d)
-        if "blocks" in d:
-            d["blocks"] = tuple(d["blocks"])
-        if d.get("block_strides") is not None:
-            d["block_strides"] = tuple(d["block_strides"])
+        for key in ("blocks", "block_strides", "candidates", "block_candidates", "block_skip"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(tuple(v) if isinstance(v, list) else v for v in d[key])
         return cls(**d)
 
 
 def validate_choices(space: SearchSpace, choices: Sequence[str]) -> list[str]:
     """Checks a per-layer choice list against the space; returns it as a list.
 
-    Searchable layers take one of :data:`CANDIDATES` or ``skip`` (only where the
-    layer may be skipped); fixed layers take their own ``k{K}_e{E}`` choice.
+    A searchable layer takes one of its candidates, or ``skip`` where it may be
+    skipped; a fixed layer takes its own ``k{K}_e{E}`` choice.
     """
     layers = space.layers()
+    if isinstance(choices, str) or not isinstance(choices, Sequence):
+        raise SpaceError(f"Expected a list of {len(layers)} layer choices, got {choices!r}.")
     choices = list(choices)
     if len(choices) != len(layers):
         raise SpaceError(f"Expected {len(layers)} layer choices, got {len(choices)}.")
@@ -307,27 +318,23 @@ def validate_choices(space: SearchSpace, choices: Sequence[str]) -> list[str]:
         elif choice == SKIP:
             if not layer.skippable:
                 raise SpaceError(
-                    f"Layer {layer.index} is the first of its block and cannot be skipped."
+                    f"Layer {layer.index} cannot be skipped (space skip rule "
+                    f"{space.block_rule(layer.block)[1]!r}"
+                    + (": the first of its block)." if space.block_rule(layer.block)[1] == "inner"
+                       else ").")
                 )
-        elif choice not in CANDIDATES:
-            raise SpaceError(
-                f"Layer {layer.index}: unknown choice {choice!r}; expected one of "
-                f"{CANDIDATES + (SKIP,)}."
-            )
+        elif choice not in layer.candidates:
+            known = "not in this layer's candidate set" if choice in CANDIDATES else \
+                "unknown choice"
+            raise SpaceError(f"Layer {layer.index}: {known} {choice!r}; expected one of "
+                             f"{layer.options}.")
     return choices
-
-
-def parse_choice(choice: str) -> tuple[int, int]:
-    """``'k5_e3'`` -> ``(5, 3)``."""
-    m = re.fullmatch(r"k(\d+)_e(\d+)", choice)
-    if not m:
-        raise SpaceError(f"Malformed layer choice {choice!r}.")
-    return int(m.group(1)), int(m.group(2))
 
 
 def uniform_choices(space: SearchSpace, choice: str) -> list[str]:
     """Every searchable layer set to ``choice`` (fixed layers keep theirs)."""
-    return [choice if layer.searchable else layer.fixed_choice for layer in space.layers()]
+    out = [choice if layer.searchable else layer.fixed_choice for layer in space.layers()]
+    return validate_choices(space, out)
 
 
 def embedded_space(num_classes: int = 10) -> SearchSpace:
@@ -336,13 +343,7 @@ def embedded_space(num_classes: int = 10) -> SearchSpace:
     Same blocks, same choices per layer; width 0.5 and strides so that a 32x32
     input ends at 2x2 (stem s2, then block strides 1,1,2,2,1,2,1).
     """
-    return SearchSpace(
-        input_size=32,
-        width=0.5,
-        stem_stride=2,
-        block_strides=(1, 1, 2, 2, 1, 2, 1),
-        num_classes=num_classes,
-    )
+    return named_space("embedded", num_classes=num_classes)
 
 
 # The paper's downsampling with the stem stride removed: on 32x32 images the layers see
@@ -357,13 +358,7 @@ CIFAR_BLOCK_STRIDES = (1, 2, 2, 2, 1, 2, 1)
 def cifar_space(num_classes: int = 10, width: float = 0.5) -> SearchSpace:
     """The paper's 22-layer space for 32x32 images (CIFAR-10): stem stride 1, the
     paper's block strides (:data:`CIFAR_BLOCK_STRIDES`), width 0.5."""
-    return SearchSpace(
-        input_size=32,
-        width=width,
-        stem_stride=1,
-        block_strides=CIFAR_BLOCK_STRIDES,
-        num_classes=num_classes,
-    )
+    return named_space("cifar10", num_classes=num_classes, width=width)
 
 
 SMOKE_BLOCK_STRINGS = (
@@ -376,66 +371,7 @@ SMOKE_BLOCK_STRINGS = (
 
 def smoke_space(num_classes: int = 10) -> SearchSpace:
     """A 6-layer space (4 searchable, 2 skippable) for smoke tests on a CPU."""
-    return SearchSpace(
-        blocks=SMOKE_BLOCK_STRINGS,
-        input_size=32,
-        width=0.5,
-        stem_stride=2,
-        block_strides=(1, 1, 2, 1),
-        num_classes=num_classes,
-    )
-
-
-# --- From indicators to choices, and the runtime of a choice (Sec. 3.2, 3.4) -----------
-
-
-def choice_from_decisions(d5x5: float, d100c: float, d50c: float) -> str:
-    """The MBConv choice three hard indicators encode (reference-facts.md, "Decode").
-
-    ``d50c = 0`` drops the layer (skip); otherwise kernel 5 if ``d5x5`` else 3 and
-    expansion 6 if ``d100c`` else 3. The authors' encoder swapped e3 and e6 for
-    ``3x3-6`` and ``5x5-3`` (issue #8 of their release); this spells the choice
-    straight from the decisions.
-    """
-    if d50c < 0.5:
-        return SKIP
-    return f"k{5 if d5x5 > 0.5 else 3}_e{6 if d100c > 0.5 else 3}"
-
-
-def decisions_from_choice(choice: str) -> tuple[float, float, float]:
-    """Inverse of :func:`choice_from_decisions`: ``(d5x5, d100c, d50c)`` as floats."""
-    if choice == SKIP:
-        return 0.0, 0.0, 0.0
-    k, e = parse_choice(choice)
-    if (k, e) not in {(3, 3), (3, 6), (5, 3), (5, 6)}:
-        raise SpaceError(f"{choice!r} is not a searchable choice; expected one of {CANDIDATES}.")
-    return (1.0 if k == 5 else 0.0), (1.0 if e == 6 else 0.0), 1.0
-
-
-def superkernel_cost(entries: dict[str, float], d5x5, d100c, d50c, *, exact_k3: bool = False):
-    """A searchable layer's cost (runtime, parameters) from its three indicators (Eq. 11-12).
-
-    ``C = C_ch * ratio + C_ch * (1 - ratio) * d5x5`` with
-    ``C_ch = d50c * (C_k5e3 + d100c * (C_k5e6 - C_k5e3))``. The paper's ratio is
-    ``C_k3e6 / C_k5e6`` for both expansions, so the k3e3 entry is approximated by
-    ``C_k5e3 * ratio`` and not used. ``exact_k3`` gives one ratio per expansion,
-    ``r3 + d100c * (r6 - r3)`` with ``r3 = C_k3e3 / C_k5e3``, ``r6 = C_k3e6 / C_k5e6``, so
-    that hard indicators give every candidate's own entry (0 for skip). Only ``+`` and
-    ``*`` touch the indicators, so they may be Python floats (a prediction) or tensors
-    (the differentiable cost the search minimises).
-    """
-    ratio = entries["k3_e6"] / entries["k5_e6"]
-    if exact_k3:
-        r3 = entries["k3_e3"] / entries["k5_e3"]
-        ratio = r3 + d100c * (ratio - r3)
-    c_ch = d50c * (entries["k5_e3"] + d100c * (entries["k5_e6"] - entries["k5_e3"]))
-    return c_ch * ratio + c_ch * (1.0 - ratio) * d5x5
-
-
-def layer_runtime(entries: dict[str, float], d5x5, d100c, d50c):
-    """Eq. 11-12 as the paper writes it: the runtime of one searchable layer from its
-    three indicators (:func:`superkernel_cost` with the paper's single k3/k5 ratio)."""
-    return superkernel_cost(entries, d5x5, d100c, d50c)
+    return named_space("smoke", num_classes=num_classes)
 
 
 # --- Random architectures (the random-search baseline of Table 1) ----------------------
@@ -443,13 +379,7 @@ def layer_runtime(entries: dict[str, float], d5x5, d100c, d50c):
 
 def layer_options(space: SearchSpace) -> list[tuple[str, ...]]:
     """Per layer, the choices a random net draws from (a fixed layer has one)."""
-    out = []
-    for layer in space.layers():
-        if not layer.searchable:
-            out.append((layer.fixed_choice,))
-        else:
-            out.append(CANDIDATES + ((SKIP,) if layer.skippable else ()))
-    return out
+    return [layer.options for layer in space.layers()]
 
 
 def sample_choices(space: SearchSpace, rng: Any, options: list[tuple[str, ...]] | None = None) -> list[str]:
@@ -466,24 +396,55 @@ def sample_choices(space: SearchSpace, rng: Any, options: list[tuple[str, ...]] 
 
 # --- Spaces by name --------------------------------------------------------------------
 
-SPACE_NAMES = ("paper", "embedded", "cifar10", "smoke")
+# NAS-Bench-Macro (Su et al., CVPR 2021; shared/data/README.md): a 3x3 stem of 32
+# channels at stride 1 on 32x32 images, three stages of 2 / 3 / 3 ReLU MBConv layers
+# with 64 / 128 / 256 channels whose first layer has stride 2, choices identity /
+# MB3_K3 / MB6_K5 in every layer (identity at a stage's first layer: a 1x1 conv with
+# stride 2 + BN), 1x1 conv to 1280, global pool, FC. No fixed layers.
+NASBENCH_MACRO_BLOCK_STRINGS = (
+    "r2_k5_s22_e6_i32_o64",
+    "r3_k5_s22_e6_i64_o128",
+    "r3_k5_s22_e6_i128_o256",
+)
+NASBENCH_MACRO_CANDIDATES = ("k3_e3", "k5_e6")
+
+# The spaces known by name: each entry is the fields of a SearchSpace (a space is data).
+SPACES: dict[str, dict] = {
+    "paper": {},
+    "embedded": {"input_size": 32, "width": 0.5, "stem_stride": 2,
+                 "block_strides": (1, 1, 2, 2, 1, 2, 1), "num_classes": 10},
+    "cifar10": {"input_size": 32, "width": 0.5, "stem_stride": 1,
+                "block_strides": CIFAR_BLOCK_STRIDES, "num_classes": 10},
+    "smoke": {"blocks": SMOKE_BLOCK_STRINGS, "input_size": 32, "width": 0.5, "stem_stride": 2,
+              "block_strides": (1, 1, 2, 1), "num_classes": 10},
+    "nasbench_macro": {"blocks": NASBENCH_MACRO_BLOCK_STRINGS, "input_size": 32,
+                       "stem_stride": 1, "num_classes": 10, "dropout": 0.0,
+                       "candidates": NASBENCH_MACRO_CANDIDATES, "skip": "all"},
+}
+SPACE_NAMES = tuple(SPACES)
+
+
+def named_space(name: str, **overrides: Any) -> SearchSpace:
+    """The space ``name`` of :data:`SPACES`, with some fields overridden."""
+    if name not in SPACES:
+        raise SpaceError(f"Unknown space {name!r}; expected one of {SPACE_NAMES} or a .json file.")
+    return SearchSpace(**{**SPACES[name], **overrides})
+
+
+def nasbench_macro_space(num_classes: int = 10) -> SearchSpace:
+    """NAS-Bench-Macro's 8-layer space (:data:`NASBENCH_MACRO_BLOCK_STRINGS`)."""
+    return named_space("nasbench_macro", num_classes=num_classes)
 
 
 def resolve_space(spec: str) -> SearchSpace:
-    """``paper``, ``embedded``, ``cifar10``, ``smoke`` or a JSON file of a space dict (or an arch.json).
+    """A name of :data:`SPACES` or a JSON file of a space dict (or an arch.json).
 
     Raises:
       FileNotFoundError: the file does not exist.
       SpaceError: anything else, naming what is wrong.
     """
-    if spec == "paper":
-        return SearchSpace()
-    if spec == "embedded":
-        return embedded_space()
-    if spec == "cifar10":
-        return cifar_space()
-    if spec == "smoke":
-        return smoke_space()
+    if spec in SPACES:
+        return named_space(spec)
     if not spec.endswith(".json"):
         raise SpaceError(f"Unknown space {spec!r}; expected one of {SPACE_NAMES} or a .json file.")
     data = read_json(spec, SpaceError, "Search-space file")

@@ -20,10 +20,11 @@ import sys
 
 import pytest
 
+from spnas.choices import choice_from_decisions
 from spnas.config_check import ConfigError, check, parse_targets
 from spnas.configs_path import load_config
 from spnas.search.target import INDICATORS, relative_margins
-from spnas.space import choice_from_decisions, smoke_space
+from spnas.space import smoke_space
 from spnas.tables import bind, load_table, resolve_table_path
 from tests.test_target import _smoke_decisions
 

@@ -3,7 +3,8 @@
 Layer ranks (an import may only go to the same or a lower rank):
 
   0  spnas (the package __init__), spnas.errors, spnas.fileio, spnas.space,
-     spnas.configs_path, spnas.configs.* (the root configs/ folder)
+     spnas.choices, spnas.layer_plan, spnas.configs_path, spnas.configs.* (the root
+     configs/ folder)
   1  spnas.tables.*, spnas.arch.*
   2  spnas.superkernel.*, spnas.data.*
   3  spnas.search.supernet, spnas.search.target, spnas.search.limits, spnas.models.*
@@ -59,7 +60,8 @@ RANKS = (
          "spnas.search.report", "spnas.search.budgets")),
     (2, ("spnas.superkernel.*", "spnas.data.*")),
     (1, ("spnas.tables.*", "spnas.arch.*", "spnas.workdir")),
-    (0, ("spnas", "spnas.errors", "spnas.fileio", "spnas.space", "spnas.configs_path",
+    (0, ("spnas", "spnas.errors", "spnas.fileio", "spnas.space", "spnas.choices",
+         "spnas.layer_plan", "spnas.configs_path",
          "spnas.configs.*")),
 )
 

@@ -15,8 +15,9 @@ from spnas.arch.handoff import ArchError, make_arch, write_arch
 from spnas.arch.plan import ArchitectureError, plan_model
 from spnas.arch.registry import UnknownArchError
 from spnas.arch.stages import StageSpec, decode, decode_all, encode
+from spnas.choices import parse_choice
 from spnas.models import build_model, count_params, get_arch, list_archs
-from spnas.space import SKIP, SearchSpace, embedded_space, parse_choice, uniform_choices
+from spnas.space import SKIP, SearchSpace, embedded_space, uniform_choices
 
 # name -> golden count. Source / derivation of each figure:
 GOLDEN = {

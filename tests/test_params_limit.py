@@ -24,6 +24,7 @@ from spnas.arch.handoff import make_arch
 from spnas.arch.memory import plan_peak
 from spnas.arch.params import ParamsTable, candidate_params, layer_params, plan_params
 from spnas.arch.plan import count_params, plan_model
+from spnas.choices import decisions_from_choice
 from spnas.search.limits import (
     ParamsLimitController,
     check_limits,
@@ -31,15 +32,7 @@ from spnas.search.limits import (
     latency_frontier,
 )
 from spnas.search.target import SearchConfigError
-from spnas.space import (
-    CANDIDATES,
-    SKIP,
-    SearchSpace,
-    decisions_from_choice,
-    sample_choices,
-    smoke_space,
-    uniform_choices,
-)
+from spnas.space import CANDIDATES, SKIP, SearchSpace, sample_choices, smoke_space, uniform_choices
 from spnas.tables import bind, load_table, resolve_table_path
 from tests.backend_utils import gradients
 from tests.helpers import REPO

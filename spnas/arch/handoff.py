@@ -19,14 +19,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from spnas.arch.stages import ArchError, StageSpec, encode
+from spnas.choices import choice_from_decisions
 from spnas.fileio import atomic_write_json, read_json, sha256_file
-from spnas.space import (
-    SKIP,
-    SearchSpace,
-    choice_from_decisions,
-    parse_choice,
-    validate_choices,
-)
+from spnas.layer_plan import PROJECTION
+from spnas.space import SearchSpace, validate_choices
 from spnas.tables.runtime_model import BoundTable, bind
 from spnas.tables.table import LatencyTable
 
@@ -47,7 +43,8 @@ _REQUIRED_KEYS = ("format", "layers", "stages")
 
 
 def stage_strings(space: SearchSpace, choices: Sequence[str]) -> list[str]:
-    """timm-style stage strings of the decoded net; skipped layers vanish.
+    """timm-style stage strings of the decoded net; skipped layers vanish (a
+    projection skip, where the layer changes the shape, is a ``pj`` stage).
 
     Consecutive layers of one block with the same choice form one stage string
     (its stride is that of its first layer).
@@ -56,21 +53,23 @@ def stage_strings(space: SearchSpace, choices: Sequence[str]) -> list[str]:
     blocks = space.block_specs()
     runs: list[tuple[int, StageSpec]] = []
     for layer, choice in zip(space.layers(), choices):
-        if choice == SKIP:
+        plain = layer.decoded(choice) if layer.searchable else layer
+        if plain is None:  # an identity skip
             continue
-        k, e = parse_choice(choice)
+        projection = plain.op == PROJECTION
         spec = StageSpec(
-            block_type="ds" if e == 1 else "ir",
+            block_type="pj" if projection else ("ds" if plain.expansion == 1 else "ir"),
             repeats=1,
-            kernel=k,
+            kernel=plain.kernel,
             stride=layer.stride,
-            expansion=e,
+            expansion=plain.expansion,
             channels=layer.out_ch,
-            noskip=blocks[layer.block].noskip,
+            noskip=projection or blocks[layer.block].noskip,
         )
-        if runs and runs[-1][0] == layer.block and layer.stride == 1:
+        if runs and runs[-1][0] == layer.block and layer.stride == 1 and not projection:
             last = runs[-1][1]
-            if (last.kernel, last.expansion, last.block_type) == (k, e, spec.block_type):
+            if (last.kernel, last.expansion, last.block_type) == \
+                    (spec.kernel, spec.expansion, spec.block_type):
                 runs[-1] = (layer.block, StageSpec(**{**last.__dict__, "repeats": last.repeats + 1}))
                 continue
         runs.append((layer.block, spec))

@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from spnas.arch.params import candidate_plan
+from spnas.arch.params import analytic_entries
 from spnas.arch.plan import LayerPlan, ModelPlan
-from spnas.space import CANDIDATES, SKIP, SearchSpace, validate_choices
+from spnas.layer_plan import PROJECTION
+from spnas.space import SearchSpace
+from spnas.tables.cost import KINDS, CostTable
 
 __all__ = ["ActivationTable", "BYTES", "layer_peak", "ops_peak", "plan_peak"]
 
@@ -69,8 +71,13 @@ def _layer_ops(layer: LayerPlan) -> tuple[dict[str, int], list]:
     return sizes, ops
 
 
-def layer_peak(layer: LayerPlan) -> int:
-    """Peak elements while MBConv ``layer`` runs (its input and output included)."""
+def layer_peak(layer: LayerPlan | None) -> int:
+    """Peak elements while ``layer`` runs (its input and output included; 0 for an
+    identity skip, None)."""
+    if layer is None:
+        return 0
+    if layer.op == PROJECTION:
+        return layer.input_hw**2 * layer.in_ch + layer.output_hw**2 * layer.out_ch
     sizes, ops = _layer_ops(layer)
     return ops_peak(sizes, ops)
 
@@ -97,36 +104,21 @@ def plan_peak(plan: ModelPlan) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class ActivationTable:
-    """Per searchable layer the peak of each candidate, and the constant of the rest.
-
-    Create it with :meth:`from_space`; ``count(choices)`` is the decoded net's peak
-    (elements), equal to :func:`plan_peak` of the net the builder makes.
-    """
-
-    space: SearchSpace
-    constant: int
-    layers: dict[int, dict[str, int]]
-    skippable: tuple[int, ...]
+class ActivationTable(CostTable):
+    """The peak-activation use of :class:`~spnas.tables.cost.CostTable` (elements at
+    batch 1, reduction ``max``); make it with :meth:`from_space`. ``count(choices)`` is
+    the decoded net's peak, equal to :func:`plan_peak` of the net the builder makes."""
 
     @classmethod
     def from_space(cls, space: SearchSpace) -> ActivationTable:
         specs = space.layers()
-        layers = {s.index: {c: layer_peak(candidate_plan(s, c)) for c in CANDIDATES}
-                  for s in specs if s.searchable}
-        fixed = [layer_peak(candidate_plan(s, s.fixed_choice)) for s in specs if not s.searchable]
+        fixed = [layer_peak(s) for s in specs if not s.searchable]
         last = specs[-1]
-        head = _head_peak(-(-last.input_hw // last.stride), last.out_ch, space.head_filters,
-                          space.num_classes)
+        head = _head_peak(last.output_hw, last.out_ch, space.head_filters, space.num_classes)
         stem = _stem_peak(space.input_size, space.stem_stride, space.stem_filters)
-        skippable = tuple(s.index for s in specs if s.searchable and s.skippable)
-        return cls(space, max([stem, head, *fixed]), layers, skippable)
-
-    def count(self, choices: Sequence[str]) -> int:
-        """Peak activation elements of the decoded net ``choices`` (batch 1)."""
-        choices = validate_choices(self.space, choices)
-        return max([self.constant, *(0 if choices[i] == SKIP else entries[choices[i]]
-                                     for i, entries in self.layers.items())])
+        unit, reduction = KINDS["activation"]
+        return cls(space, "activation", unit, reduction, float(max([stem, head, *fixed])),
+                   analytic_entries(space, layer_peak))
 
     def record(self, choices: Sequence[str]) -> dict:
         """arch.json's ``activation`` record of ``choices``."""

@@ -1,18 +1,19 @@
-"""Parameter counts of the decoded nets of a search space, per layer and candidate.
+"""Parameter and MAC counts of the decoded nets of a search space, per layer and choice.
 
-The parameter-limit counterpart of a latency table (paper Sec. 3.4): for every
-searchable layer the exact count of each candidate (k3_e3, k3_e6, k5_e3, k5_e6;
-skip = 0), and the constant of everything the search does not choose (stem,
-fixed layers, head and classifier). Counts are those of the plain network the
-builder makes from the decoded choices (:meth:`spnas.arch.plan.LayerPlan.count_params`:
-convs without bias, BN gamma and beta, as timm reports them; Keras'
-``count_params()`` adds 2 per BN channel for the moving statistics).
+The parameter-limit and MACs counterparts of a latency table (paper Sec. 3.4):
+for every searchable layer the exact count of each of its choices (its
+candidates; ``skip`` = 0, or the projection's count where skipping the layer is a
+1x1 conv), and the constant of everything the search does not choose (stem,
+fixed layers, head and classifier), as :class:`~spnas.tables.cost.CostTable`
+uses. Counts are those of the plain network the builder makes from the decoded
+choices (:class:`spnas.layer_plan.LayerPlan`: convs without bias, BN gamma and
+beta, as timm reports them; Keras' ``count_params()`` adds 2 per BN channel for
+the moving statistics; MACs of the convolutions and the classifier).
 
-:func:`layer_params` combines a layer's counts with its three indicators in the
-form of Eq. 11-12, so that the supernet's parameter count is differentiable like
-its runtime. Unlike the runtime model, whose single k3/k5 ratio approximates
-k3_e3, it uses one ratio per expansion, so a hard decision gives the candidate's
-exact count (the runtime model keeps the paper's form).
+:func:`layer_params` combines a layer's counts with its indicators in the form of
+Eq. 11-12, so that the supernet's parameter count is differentiable like its
+runtime. Unlike the runtime model, whose single k3/k5 ratio approximates k3_e3,
+it is exact for every choice under hard indicators.
 """
 
 from __future__ import annotations
@@ -21,35 +22,22 @@ import dataclasses
 from collections.abc import Sequence
 
 from spnas.arch.handoff import ARCH_FORMAT, stage_strings
-from spnas.arch.plan import LayerPlan, plan_model
-from spnas.space import (
-    CANDIDATES,
-    SKIP,
-    LayerSpec,
-    SearchSpace,
-    parse_choice,
-    superkernel_cost,
-    validate_choices,
-)
+from spnas.arch.plan import plan_model
+from spnas.choices import CANDIDATES, superkernel_cost
+from spnas.layer_plan import LayerPlan, head_macs, head_params, stem_macs, stem_params
+from spnas.space import SearchSpace, validate_choices
+from spnas.tables.cost import KINDS, CostTable, needed_keys
 
-__all__ = ["ParamsTable", "candidate_params", "candidate_plan", "layer_params", "plan_params"]
+__all__ = ["MacsTable", "ParamsTable", "analytic_entries", "candidate_params", "layer_params",
+           "plan_params"]
+
+MAC_UNIT = 1e6  # MACs tables count millions (KINDS["macs"])
 
 
-def candidate_plan(spec: LayerSpec, choice: str) -> LayerPlan:
-    """The plain layer the builder makes of supernet layer ``spec`` decoded as ``choice``
-    (not skip)."""
-    kernel, expansion = parse_choice(choice)
-    return LayerPlan(
-        index=spec.index, stage=spec.block, name=f"layer{spec.index:02d}", in_ch=spec.in_ch,
-        out_ch=spec.out_ch, kernel=kernel, stride=spec.stride, expansion=expansion,
-        residual=spec.residual, input_hw=spec.input_hw,
-        output_hw=-(-spec.input_hw // spec.stride),
-    )
-
-
-def candidate_params(spec: LayerSpec, choice: str) -> int:
-    """Parameters of searchable layer ``spec`` decoded as ``choice`` (0 for skip)."""
-    return 0 if choice == SKIP else candidate_plan(spec, choice).count_params()
+def candidate_params(spec: LayerPlan, choice: str) -> int:
+    """Parameters of searchable layer ``spec`` decoded as ``choice`` (0 for an identity skip)."""
+    plain = spec.decoded(choice)
+    return 0 if plain is None else plain.count_params()
 
 
 def plan_params(space: SearchSpace, choices: Sequence[str]) -> int:
@@ -60,62 +48,73 @@ def plan_params(space: SearchSpace, choices: Sequence[str]) -> int:
     return plan_model(arch).count_params()
 
 
-def layer_params(entries: dict[str, float], d5x5, d100c, d50c):
-    """A searchable layer's parameter count from its three indicators: Eq. 11-12's form
-    with one k3/k5 ratio per expansion (:func:`spnas.space.superkernel_cost` with
-    ``exact_k3``), so hard indicators give exactly the chosen candidate's count (0 for
-    skip). Floats or tensors."""
-    return superkernel_cost(entries, d5x5, d100c, d50c, exact_k3=True)
+def layer_params(entries: dict[str, float], d5x5, d100c, d50c,
+                 members: Sequence[str] = CANDIDATES):
+    """A searchable layer's parameter count from its raw indicators: Eq. 11-12's form,
+    exact for every choice under hard indicators (:func:`spnas.choices.superkernel_cost`
+    with ``exact_k3``). Floats or tensors."""
+    return superkernel_cost(entries, d5x5, d100c, d50c, members=members, exact_k3=True)
+
+
+def analytic_entries(space: SearchSpace, count) -> dict[int, dict[str, float]]:
+    """Per searchable layer, ``count(plain layer)`` of each choice the table needs."""
+    out = {}
+    for layer in space.layers():
+        if layer.searchable:
+            out[layer.index] = {c: float(count(layer.decoded(c))) for c in needed_keys(layer)}
+    return out
+
+
+def _fixed(space: SearchSpace, count) -> float:
+    return float(sum(count(layer) for layer in space.layers() if not layer.searchable))
 
 
 @dataclasses.dataclass(frozen=True)
-class ParamsTable:
-    """Per searchable layer the count of each candidate, and the constant of the rest.
-
-    Create it with :meth:`from_space`. ``layers`` maps a layer index to
-    ``{candidate: count}``; ``skippable`` lists the layers that may be skipped.
-    """
-
-    space: SearchSpace
-    constant: int
-    layers: dict[int, dict[str, int]]
-    skippable: tuple[int, ...]
+class ParamsTable(CostTable):
+    """The parameter-count use of :class:`~spnas.tables.cost.CostTable`; make it with
+    :meth:`from_space`."""
 
     @classmethod
     def from_space(cls, space: SearchSpace) -> ParamsTable:
-        searchable = [spec for spec in space.layers() if spec.searchable]
-        layers = {spec.index: {c: candidate_params(spec, c) for c in CANDIDATES}
-                  for spec in searchable}
-        # The constant from the builder's own count: what a net holds beyond its layers.
-        largest = "k5_e6"
-        choices = [largest if spec.searchable else spec.fixed_choice for spec in space.layers()]
-        constant = plan_params(space, choices) - sum(t[largest] for t in layers.values())
-        skippable = tuple(spec.index for spec in searchable if spec.skippable)
-        return cls(space, constant, layers, skippable)
+        last = space.layers()[-1].out_ch
+        constant = (stem_params(space.stem_filters) + _fixed(space, LayerPlan.count_params)
+                    + head_params(last, space.head_filters, space.num_classes))
+        unit, reduction = KINDS["params"]
+        return cls(space, "params", unit, reduction, float(constant),
+                   analytic_entries(space, LayerPlan.count_params))
 
-    def count(self, choices: Sequence[str]) -> int:
-        """Exact parameters of the decoded net ``choices`` (one per layer, fixed included)."""
-        choices = validate_choices(self.space, choices)
-        return self.constant + sum(
-            0 if choices[i] == SKIP else entries[choices[i]] for i, entries in self.layers.items())
+    def range(self, model: str = "paper") -> tuple[int, int]:
+        """(smallest, largest) net of the space, in parameters (integers)."""
+        lo, hi = super().range(model)
+        return int(round(lo)), int(round(hi))
 
-    def options(self, index: int) -> dict[str, int]:
-        """Searchable layer ``index``'s choices (skip where allowed) and their counts."""
-        out = dict(self.layers[index])
-        if index in self.skippable:
-            out[SKIP] = 0
-        return out
-
-    def range(self) -> tuple[int, int]:
-        """(smallest, largest) net of the space: every skippable layer skipped and k3_e3
-        elsewhere, and k5_e6 everywhere."""
-        lo = hi = self.constant
-        for index in self.layers:
-            values = self.options(index).values()
-            lo, hi = lo + min(values), hi + max(values)
-        return lo, hi
+    @property
+    def skippable(self) -> tuple[int, ...]:
+        return tuple(i for i in self.layers if self.space.layers()[i].skippable)
 
     def supernet_params(self) -> dict:
         """What the supernet needs, as a plain (serialisable) dict."""
-        return {"constant": self.constant,
-                "layers": {str(i): dict(entries) for i, entries in self.layers.items()}}
+        return self.supernet_cost()
+
+
+@dataclasses.dataclass(frozen=True)
+class MacsTable(CostTable):
+    """The MACs use of :class:`~spnas.tables.cost.CostTable` (millions per image, as
+    MobileNet papers and NAS-Bench-Macro count them); make it with :meth:`from_space`."""
+
+    @classmethod
+    def from_space(cls, space: SearchSpace) -> MacsTable:
+        last = space.layers()[-1]
+        constant = (stem_macs(space.input_size, space.stem_stride, space.stem_filters)
+                    + _fixed(space, LayerPlan.count_macs)
+                    + head_macs(last.output_hw, last.out_ch, space.head_filters,
+                                space.num_classes))
+        unit, reduction = KINDS["macs"]
+        entries = analytic_entries(space, lambda plain: plain.count_macs() / MAC_UNIT)
+        return cls(space, "macs", unit, reduction, constant / MAC_UNIT, entries)
+
+    def count_macs(self, choices: Sequence[str]) -> int:
+        """Exact MACs of ``choices`` (not millions)."""
+        return int(round(self.predict(choices, "exact") * MAC_UNIT))
+
+

@@ -38,6 +38,17 @@ from spnas.arch.registry import (
     scaled_head,
 )
 from spnas.arch.stages import ArchError, decode_all
+from spnas.layer_plan import (
+    MBCONV,
+    PROJECTION,
+    LayerPlan,
+    Run,
+    head_macs,
+    head_params,
+    stem_macs,
+    stem_params,
+    walk,
+)
 from spnas.space import SearchSpace, round_filters
 
 # Defaults where neither the caller nor the architecture says otherwise
@@ -55,40 +66,6 @@ ArchLike = str | os.PathLike | Sequence[str] | ArchEntry | Arch | dict
 
 # The name an earlier layout gave to ArchError raised while planning a net.
 ArchitectureError = ArchError
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerPlan:
-    """One resolved MBConv layer of a plain network."""
-
-    index: int  # running index over the built layers (skipped layers are absent)
-    stage: int  # index of the stage string it comes from
-    name: str  # Keras name prefix, timm-style ``blocks_{stage}_{repeat}``
-    in_ch: int
-    out_ch: int
-    kernel: int
-    stride: int
-    expansion: int
-    residual: bool
-    input_hw: int
-    output_hw: int
-
-    def count_params(self) -> int:
-        """Trainable parameters: convs without bias, BN gamma and beta."""
-        mid = self.in_ch * self.expansion
-        n = 0
-        if self.expansion != 1:
-            n += self.in_ch * mid + 2 * mid  # conv_pw + bn1
-        n += self.kernel * self.kernel * mid + 2 * mid  # conv_dw + bn2
-        n += mid * self.out_ch + 2 * self.out_ch  # conv_pwl + bn3
-        return n
-
-    def count_macs(self) -> int:
-        """Multiply-accumulates of one image (convolutions only; BN folds away)."""
-        mid = self.in_ch * self.expansion
-        n = self.input_hw**2 * self.in_ch * mid if self.expansion != 1 else 0  # conv_pw
-        n += self.output_hw**2 * self.kernel * self.kernel * mid  # conv_dw ("same" padding)
-        return n + self.output_hw**2 * mid * self.out_ch  # conv_pwl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,23 +89,19 @@ class ModelPlan:
         Keras' ``model.count_params()`` is larger by the BN moving mean and
         variance (2 per BN channel), which are not trained.
         """
-        stem = 3 * 3 * 3 * self.stem_channels + 2 * self.stem_channels
         last = self.layers[-1].out_ch if self.layers else self.stem_channels
-        head = last * self.head_channels + 2 * self.head_channels
-        classifier = self.head_channels * self.num_classes + self.num_classes
-        return stem + sum(layer.count_params() for layer in self.layers) + head + classifier
+        return (stem_params(self.stem_channels) + sum(layer.count_params() for layer in self.layers)
+                + head_params(last, self.head_channels, self.num_classes))
 
     def count_macs(self) -> int:
         """Multiply-accumulates of one image, as MobileNet papers count them (convs and
         the classifier; BN, ReLU, additions and pooling not counted)."""
-        stem_hw = self.input_size // self.stem_stride
-        stem = stem_hw**2 * 3 * 3 * 3 * self.stem_channels
         last = self.layers[-1] if self.layers else None
         last_ch = last.out_ch if last else self.stem_channels
-        last_hw = last.output_hw if last else stem_hw
-        head = last_hw**2 * last_ch * self.head_channels
-        classifier = self.head_channels * self.num_classes
-        return stem + sum(layer.count_macs() for layer in self.layers) + head + classifier
+        last_hw = last.output_hw if last else self.input_size // self.stem_stride
+        return (stem_macs(self.input_size, self.stem_stride, self.stem_channels)
+                + sum(layer.count_macs() for layer in self.layers)
+                + head_macs(last_hw, last_ch, self.head_channels, self.num_classes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,43 +288,19 @@ def _plan_layers(
     stages: Sequence[str], specs: Sequence, input_size: int, stem_stride: int, stem_ch: int,
     width: float,
 ) -> list[LayerPlan]:
-    """One LayerPlan per MBConv layer, downsampling checked as SearchSpace.layers does."""
-    if input_size % stem_stride:
-        raise ArchitectureError(
-            f"Input size {input_size} cannot be downsampled as asked: the stem has stride "
-            f"{stem_stride}, which does not divide it."
-        )
-    hw = input_size // stem_stride
-    in_ch = stem_ch
-    layers: list[LayerPlan] = []
-    for s, (text, spec) in enumerate(zip(stages, specs)):
-        out_ch = round_filters(spec.channels, width)
-        for r in range(spec.repeats):
-            stride = spec.stride if r == 0 else 1
-            layer_name = f"blocks_{s}_{r}"
-            if hw < stride:
-                raise ArchitectureError(
-                    f"Input size {input_size} cannot be downsampled as asked: layer {layer_name} "
-                    f"(stage {s}, {text!r}) has stride {stride} on a {hw}x{hw} feature map."
-                )
-            out_hw = math.ceil(hw / stride)
-            layers.append(
-                LayerPlan(
-                    index=len(layers),
-                    stage=s,
-                    name=layer_name,
-                    in_ch=in_ch,
-                    out_ch=out_ch,
-                    kernel=spec.kernel,
-                    stride=stride,
-                    expansion=spec.expansion,
-                    residual=(not spec.noskip) and stride == 1 and in_ch == out_ch,
-                    input_hw=hw,
-                    output_hw=out_hw,
-                )
-            )
-            hw, in_ch = out_hw, out_ch
-    return layers
+    """One LayerPlan per layer, from the walk the search space takes too."""
+    runs = [Run(spec.repeats, spec.stride, round_filters(spec.channels, width), spec.noskip,
+                text) for text, spec in zip(stages, specs)]
+    return [
+        LayerPlan(
+            index=i, block=pos.run, name=f"blocks_{pos.run}_{pos.repeat}", in_ch=pos.in_ch,
+            out_ch=pos.out_ch, kernel=specs[pos.run].kernel, stride=pos.stride,
+            expansion=specs[pos.run].expansion, residual=pos.residual, input_hw=pos.input_hw,
+            output_hw=pos.output_hw,
+            op=PROJECTION if specs[pos.run].block_type == "pj" else MBCONV)
+        for i, pos in enumerate(walk(runs, input_size, stem_stride, stem_ch, ArchitectureError,
+                                     lambda b, r, _: f"blocks_{b}_{r}", "stage"))
+    ]
 
 
 def count_params(

@@ -12,7 +12,9 @@ The grammar is strict so that every network has exactly one spelling and
 ``type, r, k, s, [e,] c, [noskip]``; numbers have no leading zeros; expansion 1
 is spelt ``ds`` (an ``ir`` layer with ``e1`` would, in timm, still carry a 1x1
 expansion conv, which our blocks do not build, so it is rejected rather than
-silently built differently).
+silently built differently). ``pj_r1_s2_c64`` is a projection: a 1x1 conv with
+the stride and BN, no activation (a skipped layer that changes the shape, as
+NAS-Bench-Macro's identity at a stage's first layer).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ class ArchError(UserError):
     (the message names the file, token, layer or option)."""
 
 _TOKEN = re.compile(r"^([a-z]+)(\d+)$")
-BLOCK_TYPES = ("ir", "ds")
-_FIELD_ORDER = {"ir": ("r", "k", "s", "e", "c"), "ds": ("r", "k", "s", "c")}
+BLOCK_TYPES = ("ir", "ds", "pj")
+_FIELD_ORDER = {"ir": ("r", "k", "s", "e", "c"), "ds": ("r", "k", "s", "c"), "pj": ("r", "s", "c")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +41,9 @@ class StageSpec:
     """A run of identical layers; only the first may be strided.
 
     Attributes:
-      block_type: ``"ir"`` (MBConv with a 1x1 expansion conv) or ``"ds"``
-        (depthwise-separable: expansion 1, no expansion conv).
+      block_type: ``"ir"`` (MBConv with a 1x1 expansion conv), ``"ds"``
+        (depthwise-separable: expansion 1, no expansion conv) or ``"pj"`` (a 1x1
+        conv + BN projection: kernel 1, expansion 1, no residual).
       repeats: number of layers.
       kernel: depthwise kernel size (odd).
       stride: stride of the first layer; the others use 1.
@@ -70,6 +73,8 @@ class StageSpec:
             raise ArchError(f"Kernel size must be odd, got {self.kernel}.")
         if self.block_type == "ds" and self.expansion != 1:
             raise ArchError("A 'ds' stage has no expansion (e must be 1).")
+        if self.block_type == "pj" and (self.kernel, self.expansion, self.noskip) != (1, 1, True):
+            raise ArchError("A 'pj' stage is a 1x1 projection: kernel 1, expansion 1, noskip.")
         if self.block_type == "ir" and self.expansion == 1:
             raise ArchError("An 'ir' stage needs expansion >= 2; spell expansion 1 as 'ds'.")
 
@@ -103,6 +108,8 @@ def decode(stage: str) -> StageSpec:
         if noskip:
             raise ArchError(f"Token {token!r} after 'noskip' in stage string {stage!r}.")
         if token == "noskip":
+            if block_type == "pj":
+                raise ArchError(f"A 'pj' stage has no residual to remove: {stage!r}.")
             noskip = True
             continue
         m = _TOKEN.match(token)
@@ -130,11 +137,11 @@ def decode(stage: str) -> StageSpec:
         return StageSpec(
             block_type=block_type,
             repeats=fields["r"],
-            kernel=fields["k"],
+            kernel=fields.get("k", 1),
             stride=fields["s"],
             expansion=fields.get("e", 1),
             channels=fields["c"],
-            noskip=noskip,
+            noskip=noskip or block_type == "pj",
         )
     except ValueError as e:
         raise ArchError(f"Stage string {stage!r}: {e}") from None
@@ -144,11 +151,14 @@ def encode(spec: StageSpec) -> str:
     """Inverse of :func:`decode`: the canonical string of a stage."""
     if not isinstance(spec, StageSpec):
         raise TypeError(f"encode() takes a StageSpec, got {type(spec).__name__}.")
-    parts = [spec.block_type, f"r{spec.repeats}", f"k{spec.kernel}", f"s{spec.stride}"]
+    parts = [spec.block_type, f"r{spec.repeats}"]
+    if spec.block_type != "pj":
+        parts.append(f"k{spec.kernel}")
+    parts.append(f"s{spec.stride}")
     if spec.block_type == "ir":
         parts.append(f"e{spec.expansion}")
     parts.append(f"c{spec.channels}")
-    if spec.noskip:
+    if spec.noskip and spec.block_type != "pj":
         parts.append("noskip")
     return "_".join(parts)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from spnas.latency.runtimes import FLOAT_LITERT, Deployment
 from spnas.latency.timing import TimingError, check_statistic, split_repeats, statistic_value
-from spnas.space import SKIP, SearchSpace
+from spnas.space import SearchSpace
 from spnas.tables.table import LatencyTable
 
 # An entry never drops below this share of its raw value when the invoke
@@ -105,9 +105,10 @@ def calibration(profile: Profile, entries, constant_parts, statistic: str) -> di
     ratios = []
     constant = sum(constant_parts.values())
     for choices, stats in profile.calibration:
-        predicted = constant + sum(entries[layer.index][c] for layer, c in
+        # A skip costs its projection's entry where it has one (an identity: nothing).
+        predicted = constant + sum(entries[layer.index].get(c, 0.0) for layer, c in
                                    zip(profile.space.layers(), choices)
-                                   if layer.searchable and c != SKIP)
+                                   if layer.searchable)
         ratios.append(statistic_value(stats, statistic) / predicted)
     return {
         "scale": float(np.median(ratios)),

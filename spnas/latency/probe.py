@@ -24,13 +24,12 @@ import keras
 import numpy as np
 
 from spnas.export.tflite import convert_float
-from spnas.models.blocks import head, mbconv, stem
+from spnas.layer_plan import PROJECTION
+from spnas.models.blocks import head, mbconv, projection, stem
 from spnas.space import (
-    SKIP,
     LayerSpec,
     SearchSpace,
     layer_options,
-    parse_choice,
     sample_choices,
     validate_choices,
 )
@@ -49,16 +48,20 @@ def convert(model) -> bytes:
 
 
 def layer_model(layer: LayerSpec, choice: str):
-    """A one-layer Keras model: MBConv ``choice`` at ``layer``'s position.
+    """A one-layer Keras model: ``layer`` decoded as ``choice`` at its position.
 
     Args:
       layer: the supernet layer (input size, channels, stride, residual).
-      choice: ``k{K}_e{E}`` (a candidate, or a fixed layer's own choice).
+      choice: a candidate, ``skip`` where skipping it is a projection (1x1 conv + BN),
+        or a fixed layer's own choice.
     """
-    kernel, expansion = parse_choice(choice)
+    plain = layer.decoded(choice) if layer.searchable else layer
     inp = keras.Input((layer.input_hw, layer.input_hw, layer.in_ch), batch_size=1)
-    out = mbconv(inp, layer.out_ch, kernel, layer.stride, expansion, layer.residual,
-                 name=f"layer{layer.index}")
+    if plain.op == PROJECTION:
+        out = projection(inp, layer.out_ch, layer.stride, name=f"layer{layer.index}")
+    else:
+        out = mbconv(inp, layer.out_ch, plain.kernel, layer.stride, plain.expansion,
+                     layer.residual, name=f"layer{layer.index}")
     return keras.Model(inp, out, name=f"layer{layer.index}_{choice}")
 
 
@@ -109,14 +112,19 @@ def network_model(space: SearchSpace, choices: Sequence[str]):
 
     Used to check the table's additive prediction against a whole-network
     measurement (:func:`spnas.latency.timing.measure_network`). Skipped layers
-    are left out.
+    are left out (a projection skip is its 1x1 conv + BN).
     """
     choices = validate_choices(space, choices)
     inp = keras.Input((space.input_size, space.input_size, 3), batch_size=1)
     x = stem(inp, space.stem_filters, space.stem_stride)
     for layer, choice in zip(space.layers(), choices):
-        if choice == SKIP:
+        plain = layer.decoded(choice) if layer.searchable else layer
+        if plain is None:  # an identity skip
             continue
-        k, e = parse_choice(choice)
-        x = mbconv(x, layer.out_ch, k, layer.stride, e, layer.residual, name=f"layer{layer.index}")
+        name = f"layer{layer.index}"
+        if plain.op == PROJECTION:
+            x = projection(x, layer.out_ch, layer.stride, name=name)
+            continue
+        x = mbconv(x, layer.out_ch, plain.kernel, layer.stride, plain.expansion, layer.residual,
+                   name=name)
     return keras.Model(inp, head(x, space.head_filters, space.num_classes, space.dropout))

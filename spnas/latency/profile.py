@@ -63,7 +63,8 @@ from spnas.latency.timing import (
     measure,
     rounds_of,
 )
-from spnas.space import CANDIDATES, SearchSpace
+from spnas.space import SearchSpace
+from spnas.tables.cost import needed_keys
 from spnas.tables.table import LatencyTable, save_table
 
 # Names the earlier single module held, for its callers.
@@ -105,7 +106,7 @@ def _convert_all(space: SearchSpace, archs: list[list[str]], progress: bool,
     searchable = {layer.index: layer for layer in space.layers() if layer.searchable}
     builders = [(("part", name), model) for name, model in fixed_part_models(space).items()]
     labels = [label for label, _ in builders]
-    labels += [(index, c) for index in searchable for c in CANDIDATES]
+    labels += [(index, c) for index, layer in searchable.items() for c in needed_keys(layer)]
     labels.append(("probe", "overhead"))
     fbs = []
     with tqdm(total=len(labels), disable=not progress, desc="converting", unit="model") as bar:

@@ -10,7 +10,7 @@ per-layer prefix (``{name}_conv_pw`` ...).
 
 from __future__ import annotations
 
-from spnas.superkernel.block import MBConv
+from spnas.superkernel.block import MBConv, Projection
 from spnas.superkernel.stem_head import Head, Stem
 
 
@@ -29,6 +29,12 @@ def mbconv(
                    searchable=False, residual=residual, weight_decay=weight_decay,
                    flat=True, name=name)
     return block.apply_to(x)
+
+
+def projection(x, filters: int, stride: int, name: str, weight_decay: float = 0.0):
+    """Conv 1x1 (strided), BN: a skipped layer that changes the shape."""
+    layer = Projection(filters, stride, weight_decay=weight_decay, flat=True, name=name)
+    return layer.apply_to(x)
 
 
 def stem(x, filters: int, stride: int, weight_decay: float = 0.0, name: str = "stem"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 
 from spnas.arch.plan import ArchLike, ModelPlan, count_params, plan_model
+from spnas.layer_plan import PROJECTION
 from spnas.models import blocks
 
 __all__ = ["build_from_plan", "build_model", "count_params"]
@@ -34,6 +35,10 @@ def build_from_plan(plan: ModelPlan, weight_decay: float = 0.0) -> keras.Model:
     inputs = keras.Input(shape=(plan.input_size, plan.input_size, 3), dtype="float32", name="image")
     x = blocks.stem(inputs, plan.stem_channels, plan.stem_stride, weight_decay=weight_decay)
     for layer in plan.layers:
+        if layer.op == PROJECTION:
+            x = blocks.projection(x, layer.out_ch, layer.stride, layer.name,
+                                  weight_decay=weight_decay)
+            continue
         x = blocks.mbconv(
             x,
             filters=layer.out_ch,

@@ -39,15 +39,17 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
+from spnas.arch.costs import cost_records
 from spnas.arch.handoff import make_arch, write_arch
 from spnas.arch.memory import ActivationTable
 from spnas.arch.params import ParamsTable
+from spnas.choices import decisions_from_choice
 from spnas.config_check import parse_targets
 from spnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from spnas.search.limits import constraints_record, decode_under_limit
 from spnas.search.target import SearchConfigError, budget_verdict, decode_at_budget
-from spnas.space import SearchSpace, decisions_from_choice, validate_choices
-from spnas.tables.runtime_model import BoundTable
+from spnas.space import SearchSpace, validate_choices
+from spnas.tables.cost import CostTable
 from spnas.train.recipe import ema_evaluation
 
 __all__ = [
@@ -74,37 +76,40 @@ BUDGETS_JSON, BUDGETS_CSV, FIG_BUDGETS = "budgets.json", "budgets.csv", "fig_bud
 FORCE_ON = -1.0
 ACCURACY_OF = ("this net: the EMA supernet, BN statistics recomputed, with its indicators "
                "forced to this net's choices (spnas/search/budgets.py)")
-CSV_COLUMNS = ("target_ms", "predicted_ms", "params", "activation_kib", "error_pct",
+CSV_COLUMNS = ("target_ms", "predicted_ms", "target", "predicted", "unit", "params",
+               "activation_kib", "error_pct",
                "within_tolerance", "shift", "changed_layers", "supernet_val_accuracy_ema", "file")
 
 
-def target_label(target_ms: float) -> str:
+def target_label(target: float, unit: str = "ms") -> str:
     """``0.25`` -> ``"0.25ms"`` (6 significant digits, as config_check tells budgets apart)."""
-    return f"{target_ms:.6g}ms"
+    return f"{target:.6g}{unit}"
 
 
-def arch_filename(target_ms: float) -> str:
-    """``arch_0.25ms.json``: the arch.json of the net decoded at ``target_ms``."""
-    return f"arch_{target_label(target_ms)}.json"
+def arch_filename(target: float, unit: str = "ms") -> str:
+    """``arch_0.25ms.json``: the arch.json of the net decoded at budget ``target``
+    (in the search cost's unit: ``arch_20MMAC.json`` for a MACs budget)."""
+    return f"arch_{target_label(target, unit)}.json"
 
 
-def checked_targets(config, table: BoundTable) -> tuple[float, ...]:
-    """``config.targets`` as floats, each checked against the table's reachable range.
+def checked_targets(config, table: CostTable) -> tuple[float, ...]:
+    """``config.targets`` as floats, each checked against the table's reachable range
+    (budgets are in the unit of the search's cost table).
 
     Raises:
-      SearchConfigError: naming the first budget outside ``lo-hi ms`` (the syntax is
+      SearchConfigError: naming the first budget outside ``lo-hi`` (the syntax is
         :func:`spnas.config_check.check`'s, done before).
     """
     try:
         targets = parse_targets(config.get("targets", ""))
     except ValueError as e:  # an API caller that skipped the config check
         raise SearchConfigError(f"config: targets: {e}.") from None
-    lo, hi = table.range_ms()
+    lo, hi = table.range()
     for t in targets:
         if not lo <= t <= hi:
             raise SearchConfigError(
-                f"targets: {t:g} ms is outside the reachable range of this space on "
-                f"{table.device!r}: {lo:.3f}-{hi:.3f} ms.")
+                f"targets: {t:g} {table.unit} is outside the reachable range of this space on "
+                f"{table.label}: {table.fmt(lo)}-{table.fmt(hi)} {table.unit}.")
     return targets
 
 
@@ -112,7 +117,7 @@ def checked_targets(config, table: BoundTable) -> tuple[float, ...]:
 
 
 def decode_budgets(decisions: Sequence[dict], base_choices: Sequence[str], space: SearchSpace,
-                   table: BoundTable, targets: Sequence[float], tolerance: float,
+                   table: CostTable, targets: Sequence[float], tolerance: float,
                    strict_table: bool = True, max_params: int = 0) -> list[dict]:
     """One :func:`decode_at_budget` per budget, each with its ``target_ms`` and verdict.
 
@@ -128,11 +133,15 @@ def decode_budgets(decisions: Sequence[dict], base_choices: Sequence[str], space
         if params is not None:
             limit = decode_under_limit(decisions, decoded["choices"], space, table, params,
                                        max_params, t, tolerance)
-            decoded = {**decoded, "choices": limit["choices"],
-                       "predicted_ms": float(table.predict_ms(limit["choices"])),
+            predicted = float(table.predict(limit["choices"]))
+            decoded = {**decoded, "choices": limit["choices"], "predicted": predicted,
+                       **({"predicted_ms": predicted} if table.unit == "ms" else {}),
                        "params_limit": {k: v for k, v in limit.items() if k != "choices"}}
-        verdict = budget_verdict(decoded["predicted_ms"], t, tolerance)
-        out.append({"target_ms": float(t), **decoded, "verdict": verdict})
+        verdict = budget_verdict(decoded["predicted"], t, tolerance, table.unit)
+        target = {"target": float(t), "unit": table.unit}
+        if table.unit == "ms":
+            target["target_ms"] = float(t)
+        out.append({**target, **decoded, "verdict": verdict})
     return out
 
 
@@ -187,31 +196,38 @@ def forced_evaluation(model, datasets, bn_batches: int, choices: Sequence[str]) 
 # -- the files --------------------------------------------------------------------------
 
 
-def budget_archs(main_arch: dict, space: SearchSpace, table: BoundTable, decoded: Sequence[dict],
+def budget_archs(main_arch: dict, space: SearchSpace, table: CostTable, decoded: Sequence[dict],
                  accuracies: Sequence[float], method: str, strict_table: bool = True,
-                 tolerance: float = 0.05, max_params: int = 0) -> list[dict]:
+                 tolerance: float = 0.05, max_params: int = 0,
+                 latency: CostTable | None = None) -> list[dict]:
     """The arch.json dictionary of each decoded net: arch.json's search record, decisions
-    and config, its own layers, latency, ``target`` verdict, ``decode`` record and
+    and config, its own layers, latency (``latency``: the latency table when ``table``, the
+    search's cost, is another one), ``target`` verdict, ``decode`` record, ``costs`` and
     ``constraints`` (both costs; the multipliers are the search's)."""
     params, activation = ParamsTable.from_space(space), ActivationTable.from_space(space)
+    latency = table if table.kind == "latency" else latency
     lambdas = main_arch.get("constraints") or {}
-    lam = (float((lambdas.get("latency") or {}).get("lambda", main_arch["search"].get("lambda", 0.0))),
+    kind = lambdas.get("cost", "latency")
+    lam = (float((lambdas.get(kind) or {}).get("lambda", main_arch["search"].get("lambda", 0.0))),
            float((lambdas.get("params") or {}).get("lambda", 0.0)))
     out = []
     for d, accuracy in zip(decoded, accuracies):
         search = {**main_arch.get("search", {}), "supernet_val_accuracy_ema": float(accuracy),
                   "supernet_val_accuracy_ema_of": ACCURACY_OF}
-        arch = make_arch(space, d["choices"], table, strict_table=strict_table,
-                         target_ms=d["target_ms"], search=search,
+        target = {"target_ms": d["target"]} if table.unit == "ms" else {}
+        arch = make_arch(space, d["choices"], latency, strict_table=strict_table,
+                         search=search, costs=cost_records(space, d["choices"], latency),
+                         **target,
                          **{k: main_arch[k] for k in ("reproducibility", "decisions", "config")
                             if k in main_arch})
-        arch["target"] = dict(d["verdict"])  # of d["predicted_ms"], the same paper model
+        arch["target"] = dict(d["verdict"])  # of d["predicted"], the same paper model
         arch["target"]["decode"] = {"method": method, **{
             k: v for k, v in d.items()
-            if k not in ("choices", "verdict", "target_ms", "params_limit")}}
+            if k not in ("choices", "verdict", "target_ms", "target", "unit", "params_limit")}}
         arch["constraints"] = constraints_record(
-            arch["predicted_ms"], params.count(d["choices"]), d["target_ms"], tolerance,
-            max_params or None, *lam, d.get("params_limit"), activation.record(d["choices"]))
+            d["predicted"], params.count(d["choices"]), d["target"], tolerance,
+            max_params or None, *lam, d.get("params_limit"), activation.record(d["choices"]),
+            kind=table.kind, unit=table.unit)
         out.append(arch)
     return out
 
@@ -223,7 +239,11 @@ def _kib(n: int | None) -> float | None:
 def _row(arch: dict, file: str) -> dict:
     target = arch.get("target") or {}
     decode = target.get("decode") or {}
+    constraints = arch.get("constraints") or {}
+    cost = constraints.get(constraints.get("cost", "latency")) or {}
     return {"target_ms": arch.get("target_ms"), "predicted_ms": arch["predicted_ms"],
+            "target": cost.get("target", arch.get("target_ms")),
+            "predicted": cost.get("value", arch["predicted_ms"]), "unit": cost.get("unit", "ms"),
             "error_pct": target.get("error_pct"), "within_tolerance": target.get("within_tolerance"),
             "shift": decode.get("shift"), "changed_layers": decode.get("changed_layers"),
             "params": ((arch.get("constraints") or {}).get("params") or {}).get("value"),
@@ -233,8 +253,9 @@ def _row(arch: dict, file: str) -> dict:
             "layers": list(arch["layers"]), "stages": list(arch["stages"]), "file": file}
 
 
-def many_budgets(config, model, datasets, space: SearchSpace, table: BoundTable, main_arch: dict,
-                 targets: Sequence[float], method: str) -> dict | None:
+def many_budgets(config, model, datasets, space: SearchSpace, table: CostTable, main_arch: dict,
+                 targets: Sequence[float], method: str,
+                 latency: CostTable | None = None) -> dict | None:
     """Decodes and evaluates one net per budget (every host: the evaluation is collective).
 
     Returns None without budgets, else ``{"archs": [...], "table": {...}}`` for
@@ -251,19 +272,22 @@ def many_budgets(config, model, datasets, space: SearchSpace, table: BoundTable,
                   for d in decoded]
     main_forced = float(forced_evaluation(model, datasets, bn, main_arch["layers"])["accuracy"])
     archs = budget_archs(main_arch, space, table, decoded, accuracies, method, strict_table=strict,
-                         tolerance=tolerance, max_params=max_params)
+                         tolerance=tolerance, max_params=max_params, latency=latency)
     main_row = _row({**main_arch, "search": {
         **main_arch["search"], "supernet_val_accuracy_ema": main_forced}}, "arch.json")
     return {"archs": archs, "table": {
         "format": BUDGETS_FORMAT,
-        "latency_table": table.summary(),
+        "latency_table": latency.summary() if latency is not None else (
+            table.summary() if table.kind == "latency" else None),
+        "cost": {"kind": table.kind, "unit": table.unit},
         "tolerance_pct": 100 * float(config.target_tolerance),
         "method": method,
         "accuracy_of": ACCURACY_OF,
         "supernet_val_images": main_arch["search"].get("supernet_val_images"),
         "main": {**main_row, "unforced_supernet_val_accuracy_ema":
                  main_arch["search"]["supernet_val_accuracy_ema"]},
-        "budgets": [_row(a, arch_filename(a["target_ms"])) for a in archs],
+        "budgets": [_row(a, arch_filename(d["target"], table.unit))
+                    for a, d in zip(archs, decoded)],
     }}
 
 
@@ -271,11 +295,11 @@ def write_budgets(workdir: str, result: dict) -> list[str]:
     """Writes every arch_<T>ms.json, budgets.json, budgets.csv and fig_budgets.png
     (atomically, chief only); returns their paths."""
     paths = []
-    for arch in result["archs"]:
-        path = os.path.join(workdir, arch_filename(arch["target_ms"]))
+    table = result["table"]
+    for arch, row in zip(result["archs"], table["budgets"]):
+        path = os.path.join(workdir, row["file"])
         write_arch(path, arch)
         paths.append(path)
-    table = result["table"]
     path = os.path.join(workdir, BUDGETS_JSON)
     atomic_write_json(path, table)
     paths.append(path)
@@ -300,21 +324,24 @@ def _csv(table: dict) -> str:
 
 def plot_budgets(table: dict, out_png: str) -> str:
     """Predicted latency against supernet accuracy of each decoded net; arch.json starred."""
-    rows = sorted(table["budgets"], key=lambda r: r["predicted_ms"])
+    rows = sorted(table["budgets"], key=lambda r: r["predicted"])
+    cost = table.get("cost") or {"kind": "latency", "unit": "ms"}
     fig = Figure(figsize=(6.0, 4.2))
     ax = fig.add_subplot()
-    xs = [r["predicted_ms"] for r in rows]
+    xs = [r["predicted"] for r in rows]
     ys = [100 * r["supernet_val_accuracy_ema"] for r in rows]
     ax.plot(xs, ys, "o-", color="tab:blue", label="decoded at a budget")
     for r, x, y in zip(rows, xs, ys):
-        ax.annotate(f"{r['target_ms']:g}", (x, y), textcoords="offset points", xytext=(4, 4),
+        ax.annotate(f"{r['target']:g}", (x, y), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)
     main = table["main"]
-    ax.plot([main["predicted_ms"]], [100 * main["supernet_val_accuracy_ema"]], "*", ms=14,
+    ax.plot([main["predicted"]], [100 * main["supernet_val_accuracy_ema"]], "*", ms=14,
             color="tab:red", label="arch.json (the search's decode)")
-    ax.set_xlabel(f"predicted latency (ms, {table['latency_table'].get('device', '?')})")
+    where = (table.get("latency_table") or {}).get("device", "?") \
+        if cost["kind"] == "latency" else "analytic"
+    ax.set_xlabel(f"predicted {cost['kind']} ({cost['unit']}, {where})")
     ax.set_ylabel("supernet validation top-1 (%, EMA, forced)")
-    ax.set_title("One search, many budgets (labels: budget in ms)", fontsize=10)
+    ax.set_title(f"One search, many budgets (labels: budget in {cost['unit']})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -329,12 +356,12 @@ def summary_lines(table: dict) -> list[str]:
     lines = [f"{'budget':>9} {'predicted':>9} {'error':>8} {'params':>10} {'shift':>7} "
              f"{'top1':>6}  {'changed layers':<16} file"]
     for r in [*table["budgets"], table["main"]]:
-        budget = f"{r['target_ms']:.4g}" if r["target_ms"] is not None else "-"
+        budget = f"{r['target']:.4g}" if r.get("target") is not None else "-"
         error = f"{r['error_pct']:+.1f}%" if r["error_pct"] is not None else "-"
         shift = f"{r['shift']:+.3f}" if r["shift"] is not None and math.isfinite(r["shift"]) else "-"
         changed = ",".join(map(str, r["changed_layers"])) if r["changed_layers"] else "-"
         flag = "" if r["within_tolerance"] in (True, None) else "  OUTSIDE tolerance"
         params = f"{r['params']:,}" if r.get("params") is not None else "-"
-        lines.append(f"{budget:>9} {r['predicted_ms']:>9.3f} {error:>8} {params:>10} {shift:>7} "
+        lines.append(f"{budget:>9} {r['predicted']:>9.4g} {error:>8} {params:>10} {shift:>7} "
                      f"{100 * r['supernet_val_accuracy_ema']:>5.1f}%  {changed:<16} {r['file']}{flag}")
     return lines

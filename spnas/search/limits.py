@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from spnas.arch.params import ParamsTable
 from spnas.search.target import SearchConfigError, check_gains, margin_decodes
 from spnas.space import SearchSpace
-from spnas.tables.runtime_model import BoundTable
+from spnas.tables.cost import CostTable
 
 
 class ParamsLimitController:
@@ -75,17 +75,17 @@ class ParamsLimitController:
         self._integral = state.get("integral")
 
 
-def latency_frontier(table: BoundTable, params: ParamsTable) -> list[tuple[int, float]]:
-    """The slowest net of each parameter count: ``(params, ms)`` points, params rising,
-    ms strictly rising; every net of the space has a point with no more params and at
-    least its predicted ms (the latency is the search's paper model).
+def latency_frontier(table: CostTable, params: ParamsTable) -> list[tuple[int, float]]:
+    """The dearest net of each parameter count on the search's cost table: ``(params,
+    cost)`` points, params rising, cost strictly rising; every net of the space has a
+    point with no more params and at least its predicted cost (the search's paper model).
 
     Exact, by dynamic programming over the layers with dominated partial nets dropped
     (the costs are additive over layers).
     """
-    points = [(params.constant, table.constant_ms)]
+    points = [(params.constant, table.constant)]
     for index in params.layers:
-        options = [(p, table.layer_ms(index, c)) for c, p in params.options(index).items()]
+        options = [(p, table.layer_cost(index, c)) for c, p in params.options(index).items()]
         merged = sorted(((p + dp, m + dm) for p, m in points for dp, dm in options),
                         key=lambda x: (x[0], -x[1]))
         points, best = [], -math.inf
@@ -96,7 +96,7 @@ def latency_frontier(table: BoundTable, params: ParamsTable) -> list[tuple[int, 
     return points
 
 
-def check_limits(space: SearchSpace, table: BoundTable, max_params: int,
+def check_limits(space: SearchSpace, table: CostTable, max_params: int,
                  target_ms: float | None, tolerance: float, what: str = "target_ms") -> ParamsTable:
     """Rejects a ``max_params`` no net reaches, alone or with ``target_ms``; returns the
     space's :class:`ParamsTable`. ``what`` names the latency key in the message
@@ -121,7 +121,7 @@ def check_limits(space: SearchSpace, table: BoundTable, max_params: int,
             raise SearchConfigError(
                 f"{what}={target_ms:g} with max_params={max_params}: no net of at most "
                 f"{max_params} parameters is within the -{100 * tolerance:g} % tolerance of "
-                f"the target (the slowest predicts {slowest:.3f} ms on {table.device!r}); "
+                f"the target (the dearest predicts {slowest:.4g} {table.unit} on {table.label}); "
                 f"reachable: {what} <= {slowest / (1.0 - tolerance):.4g} with this limit, "
                 f"or max_params >= {needed} for this target.")
     return params
@@ -131,7 +131,7 @@ def decode_under_limit(
     decisions: Sequence[dict],
     choices: Sequence[str],
     space: SearchSpace,
-    table: BoundTable,
+    table: CostTable,
     params: ParamsTable,
     max_params: int,
     target_ms: float | None,
@@ -161,7 +161,7 @@ def decode_under_limit(
             if target_ms is None:
                 best = (None, shift, candidate)
                 break
-            error = abs(table.predict_ms(candidate) / target_ms - 1.0)
+            error = abs(table.predict(candidate) / target_ms - 1.0)
             key = (error > tolerance, error if error > tolerance else 0.0, abs(shift))
             if best is None or key < best[0]:
                 best = (key, shift, candidate)
@@ -170,7 +170,7 @@ def decode_under_limit(
     shift, final = (best[1], best[2]) if best else (None, choices)
     within = None
     if target_ms is not None:
-        within = abs(table.predict_ms(final) / target_ms - 1.0) <= tolerance
+        within = abs(table.predict(final) / target_ms - 1.0) <= tolerance
     return {
         "choices": final,
         "params": params.count(final),
@@ -185,53 +185,63 @@ def decode_under_limit(
 def constraints_record(predicted_ms: float, params: int, target_ms: float | None,
                        tolerance: float, max_params: int | None, runtime_lambda: float,
                        params_lambda: float, limit: dict | None,
-                       activation: dict | None = None) -> dict:
+                       activation: dict | None = None, kind: str = "latency",
+                       unit: str = "ms") -> dict:
     """arch.json's ``constraints``: both costs, the limits and which one binds at the end;
     with ``activation`` (:meth:`spnas.arch.memory.ActivationTable.record`) the net's peak
     activation memory too (reported; no limit on it).
 
-    The latency target binds when it is set and the net is not below its tolerance
-    band (an equality target met or pressed against); the parameter limit binds when
-    the net is within the same tolerance under it, or the decode had to move the
-    net under it (a multiplier still decaying far under the limit does not bind).
+    The search's cost (``kind`` in ``unit``: latency in ms unless the search targets
+    MACs or parameters) is recorded under its kind, with ``"cost": kind``. Its target
+    binds when it is set and the net is not below its tolerance band (an equality
+    target met or pressed against); the parameter limit binds when the net is within
+    the same tolerance under it, or the decode had to move the net under it (a
+    multiplier still decaying far under the limit does not bind).
     """
-    latency = {"target": target_ms, "value": predicted_ms, "lambda": runtime_lambda,
-               "binding": target_ms is not None and predicted_ms >= target_ms * (1 - tolerance)}
+    cost = {"target": target_ms, "value": predicted_ms, "unit": unit, "lambda": runtime_lambda,
+            "binding": target_ms is not None and predicted_ms >= target_ms * (1 - tolerance)}
     if target_ms is not None:
-        latency["tolerance_pct"] = 100 * tolerance
+        cost["tolerance_pct"] = 100 * tolerance
     moved = bool(limit and limit["moved"])
     record = {"target": max_params, "value": params, "lambda": params_lambda,
               "binding": max_params is not None and (moved or params >= max_params * (1 - tolerance))}
     if max_params is not None:
         record["decode"] = {k: v for k, v in (limit or {}).items() if k != "choices"}
-    binding = [name for name, r in (("latency", latency), ("params", record)) if r["binding"]]
-    out = {"latency": latency, "params": record, "binding": binding}
+    if kind == "params":  # the search's cost is the parameter count: no second limit
+        record = cost
+    binding = [name for name, r in ((kind, cost), ("params", record)) if r["binding"]]
+    out = {kind: cost, "params": record, "binding": sorted(set(binding), key=binding.index),
+           "cost": kind}
     if activation is not None:
         out["activation"] = dict(activation)
     return out
 
 
 def limit_lines(constraints: dict, device: str) -> list[str]:
-    """The search summary's lines about both costs and their limits."""
-    lat, par = constraints["latency"], constraints["params"]
+    """The search summary's lines about both costs and their limits (``device``: how the
+    search's cost table is named)."""
+    kind = constraints.get("cost", "latency")
+    lat, par = constraints[kind], constraints["params"]
+    unit = lat.get("unit", "ms")
     lines = [f"predicted params: {par['value']:,}"
              + (f" (limit {par['target']:,}; lambda_p {par['lambda']:.4g})"
-                if par["target"] is not None else " (no limit)")]
+                if par["target"] is not None and kind != "params" else " (no limit)")]
     decode = par.get("decode") or {}
     if decode.get("moved"):
         lines.append(f"params decode: margin shift {decode['shift']:+.3f} changed layers "
                      f"{', '.join(map(str, decode['changed_layers']))} (before: "
                      f"{decode['unlimited_params']:,} params)")
         if decode.get("within_tolerance") is False:
-            lines.append("params decode: no net under the limit is within the latency "
+            lines.append(f"params decode: no net under the limit is within the {kind} "
                          "tolerance; took the one nearest to the target")
     act = constraints.get("activation")
     if act:
         lines.append(f"peak activation memory (batch 1): {act['float32_bytes'] / 1024:,.1f} KiB "
                      f"float32, {act['int8_bytes'] / 1024:,.1f} KiB int8 (tensors alive at once)")
     binding = " and ".join(constraints["binding"]) or "none"
-    lines.append(f"binding at the end: {binding} (latency {lat['value']:.3f} ms on {device!r}"
-                 + (f", target {lat['target']:g} ms" if lat["target"] is not None else "")
+    lines.append(f"binding at the end: {binding} ({kind} {lat['value']:.4g} {unit} on {device}"
+                 + (f", target {lat['target']:g} {unit}" if lat["target"] is not None else "")
                  + f"; params {par['value']:,}"
-                 + (f", limit {par['target']:,}" if par["target"] is not None else "") + ")")
+                 + (f", limit {par['target']:,}" if par["target"] is not None
+                    and kind != "params" else "") + ")")
     return lines

@@ -25,9 +25,11 @@ from spnas import cli
 from spnas.arch.handoff import load_arch, make_arch, write_arch
 from spnas.errors import UserError
 from spnas.fileio import check_writable_dir
+from spnas.search.target import bound_cost
 from spnas.space import SearchSpace, layer_options, resolve_space, sample_choices
 from spnas.tables import shipped
-from spnas.tables.runtime_model import MODELS, BoundTable, bind
+from spnas.tables.cost import CostTable
+from spnas.tables.runtime_model import MODELS, bind
 from spnas.tables.table import LatencyTable, load_table
 
 # sample_choices and layer_options live in spnas.space; importable from here as before.
@@ -60,7 +62,7 @@ def parse_window(window: str | Sequence[float]) -> tuple[float, float]:
 
 
 def random_search(
-    table: LatencyTable | BoundTable,
+    table: LatencyTable | CostTable,
     space: SearchSpace,
     n: int = 10,
     window: tuple[float, float] = PAPER_WINDOW_MS,
@@ -74,7 +76,8 @@ def random_search(
     Deterministic for a seed (NumPy's PCG64 generator).
 
     Args:
-      table: the latency table (or one already bound to ``space``).
+      table: the latency table (or any cost table already bound to ``space``: the
+        window is then in its unit, e.g. MMAC).
       space: the search space.
       n: architectures to keep.
       window: (lo, hi) predicted latency in ms, inclusive.
@@ -95,16 +98,17 @@ def random_search(
     if model not in MODELS:
         raise RandomSearchError(f"Unknown runtime model {model!r}; expected one of {MODELS}.")
     lo, hi = parse_window(window)
-    bound = bind(table, space, strict)
-    fastest, slowest = bound.range_ms(model)
+    bound = bound_cost(table, space, strict)
+    unit = bound.unit
+    fastest, slowest = bound.range(model)
     if hi < fastest or lo > slowest:
         raise RandomSearchError(
-            f"Window {lo:g}-{hi:g} ms is outside what the space can reach with this table "
-            f"({fastest:.4g}-{slowest:.4g} ms, model {model!r})."
+            f"Window {lo:g}-{hi:g} {unit} is outside what the space can reach with this table "
+            f"({fastest:.4g}-{slowest:.4g} {unit}, model {model!r})."
         )
     options = layer_options(space)
     # The model is additive over layers: price every option once, then sum.
-    costs = [{o: (bound.layer_ms(layer.index, o, model) if layer.searchable else 0.0)
+    costs = [{o: (bound.layer_cost(layer.index, o, model) if layer.searchable else 0.0)
               for o in opts} for layer, opts in zip(space.layers(), options)]
     rng = np.random.default_rng(seed)
     kept: list[tuple[list[str], float]] = []
@@ -112,13 +116,13 @@ def random_search(
     while len(kept) < n:
         if tries >= max_tries:
             raise RandomSearchError(
-                f"Only {len(kept)} of {n} random nets fell in {lo:g}-{hi:g} ms after {tries} "
-                f"samples (reachable {fastest:.4g}-{slowest:.4g} ms); widen the window or raise "
-                "--max_tries."
+                f"Only {len(kept)} of {n} random nets fell in {lo:g}-{hi:g} {unit} after {tries} "
+                f"samples (reachable {fastest:.4g}-{slowest:.4g} {unit}); widen the window or "
+                "raise --max_tries."
             )
         tries += 1
         choices = sample_choices(space, rng, options)
-        ms = bound.constant_ms + sum(c[o] for c, o in zip(costs, choices))
+        ms = bound.constant + sum(c[o] for c, o in zip(costs, choices))
         if lo <= ms <= hi:
             kept.append((choices, ms))
     return kept, tries

@@ -16,6 +16,7 @@ import os
 import keras
 import ml_collections
 
+from spnas.arch.costs import cost_records, cost_table
 from spnas.arch.handoff import Arch, load_arch, make_arch, write_arch
 from spnas.arch.memory import ActivationTable
 from spnas.arch.params import ParamsTable
@@ -40,6 +41,7 @@ from spnas.search.target import (
     with_margins,
 )
 from spnas.space import SearchSpace
+from spnas.tables.cost import CostTable
 from spnas.tables.runtime_model import BoundTable, bind
 from spnas.tables.shipped import resolve as resolve_table_path
 from spnas.tables.table import load_table
@@ -62,30 +64,54 @@ def space_from_config(config: ml_collections.ConfigDict, num_classes: int) -> Se
     return SearchSpace.from_dict(fields)
 
 
-def load_search_table(config: ml_collections.ConfigDict, space: SearchSpace) -> BoundTable:
-    """``config.latency_table`` (a path or a shipped name), bound to ``space`` once."""
+def load_search_table(config: ml_collections.ConfigDict, space: SearchSpace) -> BoundTable | None:
+    """``config.latency_table`` (a path or a shipped name), bound to ``space`` once; None
+    when it is ``""`` (a search on MACs or parameters without latency)."""
+    if not config.latency_table:
+        if config.cost == "latency":
+            raise SearchConfigError("latency_table is '' but cost is 'latency': name a "
+                                    "latency table, or set cost=macs or cost=params.")
+        return None
     table = load_table(resolve_table_path(config.latency_table))
     return bind(table, space, strict=not config.get("table_proxy", False))
 
 
-def _target_ms(config: ml_collections.ConfigDict, table: BoundTable) -> float | None:
-    """``config.target_ms`` (None when 0), checked against the reachable range."""
-    target_ms = config.get("target_ms") or None
-    lo, hi = table.range_ms()
-    if target_ms is not None and not lo <= target_ms <= hi:
+def search_cost(config: ml_collections.ConfigDict, space: SearchSpace,
+                latency: BoundTable | None) -> CostTable:
+    """The cost table the search minimises and targets (``config.cost``)."""
+    return latency if config.cost == "latency" else cost_table(config.cost, space)
+
+
+def _target_ms(config: ml_collections.ConfigDict, table: CostTable) -> float | None:
+    """The budget in the cost table's unit (None when off): ``target_ms`` for latency
+    (``target`` is its other name), ``target`` for MACs and parameters; checked against
+    the reachable range."""
+    target_ms, target = config.target_ms or None, config.target or None
+    if table.kind == "latency":
+        if target_ms is not None and target is not None and target_ms != target:
+            raise SearchConfigError(
+                f"target_ms={target_ms:g} and target={target:g} disagree: with cost=latency "
+                "target is target_ms by another name; set one.")
+        target = target_ms or target
+    elif target_ms is not None:
         raise SearchConfigError(
-            f"target_ms={target_ms:g} is outside the reachable range of this space on "
-            f"{table.device!r}: {lo:.3f}-{hi:.3f} ms."
-        )
-    return target_ms
+            f"target_ms={target_ms:g} is a latency target (ms) but cost is {table.kind!r}: set "
+            f"target_ms=0 and give the budget as target (in {table.unit}).")
+    lo, hi = table.range()
+    if target is not None and not lo <= target <= hi:
+        raise SearchConfigError(
+            f"target={target:g} {table.unit} is outside the reachable range of this space on "
+            f"{table.label}: {table.fmt(lo)}-{table.fmt(hi)} {table.unit}.")
+    return target
 
 
-def summary_lines(space: SearchSpace, choices: list[str], table: BoundTable | None) -> list[str]:
-    lines = [f"{'layer':>5} {'in':>4} {'out':>4} {'s':>2} {'hw':>4}  {'choice':<7} {'ms':>8}"]
+def summary_lines(space: SearchSpace, choices: list[str], table: CostTable | None) -> list[str]:
+    unit = table.unit if table is not None else "ms"
+    lines = [f"{'layer':>5} {'in':>4} {'out':>4} {'s':>2} {'hw':>4}  {'choice':<7} {unit:>8}"]
     for spec, choice in zip(space.layers(), choices):
         ms = ""
         if table is not None and spec.searchable:
-            ms = f"{table.layer_ms(spec.index, choice):8.3f}"
+            ms = f"{table.layer_cost(spec.index, choice):8.4g}"
         elif not spec.searchable:
             ms = f"{'fixed':>8}"
         lines.append(
@@ -95,7 +121,7 @@ def summary_lines(space: SearchSpace, choices: list[str], table: BoundTable | No
     return lines
 
 
-def _checked_limit(config, space: SearchSpace, table: BoundTable, target_ms: float | None,
+def _checked_limit(config, space: SearchSpace, table: CostTable, target_ms: float | None,
                    targets: tuple[float, ...]) -> tuple[int, int] | None:
     """The space's parameter range when ``config.max_params`` is set (None when 0), after
     checking the limit against it, the latency target and every budget of
@@ -103,6 +129,9 @@ def _checked_limit(config, space: SearchSpace, table: BoundTable, target_ms: flo
     max_params = config.get("max_params", 0)
     if not max_params:
         return None
+    if table.kind == "params":
+        raise SearchConfigError("max_params with cost=params: the search's target is already "
+                                "a parameter count; set one of them.")
     for t in targets:
         check_limits(space, table, max_params, t, config.target_tolerance, what="targets")
     return check_limits(space, table, max_params, target_ms, config.target_tolerance).range()
@@ -132,7 +161,7 @@ def _callbacks(config, model, lr, lengths: recipe.Lengths, warmup_steps: int,
     controller = None
     if target_ms is not None:
         controller = LambdaController(target_ms, config.target_lr, config.lambda_,
-                                      config.target_max_lambda, kp=config.get("target_kp", 0.0))
+                                      config.target_max_lambda, kp=config.target_kp)
     params_controller = _params_controller(config, model, params_range)
     schedule = SearchSchedule(model, warmup_steps, config.lambda_, config.indicator_keep_prob,
                               controller=controller, params_controller=params_controller)
@@ -140,8 +169,10 @@ def _callbacks(config, model, lr, lengths: recipe.Lengths, warmup_steps: int,
                           config.execution.log_every, lengths.per_epoch, lr,
                           tb_dir=os.path.join(workdir, "tb"))
 
+    unit = (model.latency or {}).get("unit", "ms")
+
     def extra():
-        out = {"R_ms": f"{float(model.runtime_ms()):.3f}"}
+        out = {f"R_{unit}": f"{float(model.runtime_ms()):.4g}"}
         if params_controller is not None:
             out["P"] = f"{float(model.params_count()):,.0f}"
         return out
@@ -150,7 +181,7 @@ def _callbacks(config, model, lr, lengths: recipe.Lengths, warmup_steps: int,
     return [schedule, logger, progress], [progress, logger]
 
 
-def _decode(config, model, space: SearchSpace, table: BoundTable,
+def _decode(config, model, space: SearchSpace, table: CostTable,
             target_ms: float | None) -> tuple[list[str], dict | None]:
     """The decoded choices (moved to the budget in latency-target mode, then under
     ``max_params``) and the budget; with a parameter limit the budget holds its
@@ -218,7 +249,8 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
     """The search itself, in a locked and recorded work directory."""
     info, num_classes = recipe.train_info(config)
     space = space_from_config(config, num_classes)
-    table = load_search_table(config, space)
+    latency = load_search_table(config, space)
+    table = search_cost(config, space, latency)  # what the search minimises and targets
     target_ms = _target_ms(config, table)
     targets = budgets.checked_targets(config, table)  # config.targets, before training
     params_range = _checked_limit(config, space, table, target_ms, targets)  # max_params
@@ -235,14 +267,15 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
         recipe.compile_model(model, config, lr, recipe.metrics(s, ce=True))
     callbacks, closing = _callbacks(config, model, lr, lengths, warmup_steps, target_ms,
                                     params_range, workdir)
-    lo, hi = table.range_ms()
+    lo, hi = table.range()
+    print(f"spnas-search: space: {space.describe()}")
     print(f"spnas-search: {config.data.dataset} ({data.info.num_examples} train images"
           + (f", {data.info.skipped} corrupt skipped" if data.info.skipped else "")
           + f", {num_classes} classes), {space.input_size}x{space.input_size}, "
           f"batch {s.batch_size} on {strategy.num_replicas_in_sync} replica(s); {lengths.total} steps "
-          f"({int(lengths.per_epoch)}/epoch), warm-up {warmup_steps}; table {table.device!r} "
-          f"({lo:.3f}-{hi:.3f} ms reachable); "
-          + (f"target {target_ms:g} ms" if target_ms else f"lambda {config.lambda_:g}"))
+          f"({int(lengths.per_epoch)}/epoch), warm-up {warmup_steps}; cost {table.kind} on "
+          f"{table.label} ({table.fmt(lo)}-{table.fmt(hi)} {table.unit} reachable); "
+          + (f"target {target_ms:g} {table.unit}" if target_ms else f"lambda {config.lambda_:g}"))
     ckpt_dir = os.path.join(workdir, "checkpoints")
     resumed_from = checkpoint_step(ckpt_dir)
     _, seconds = recipe.fit(model, data, lengths.total, ckpt_dir,
@@ -254,7 +287,9 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
     with recipe.ema_evaluation(model, data, int(s.bn_recalibration_batches)) as ev:
         val = ev.result
     arch = make_arch(
-        space, choices, table, strict_table=not config.table_proxy, target_ms=target_ms,
+        space, choices, latency, strict_table=not config.table_proxy,
+        **({"target_ms": target_ms} if table.kind == "latency" else {}),
+        costs=cost_records(space, choices, latency),
         search={
             "dataset": config.data.dataset,
             "steps": lengths.total,
@@ -272,25 +307,28 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
         decisions=with_margins(model.decisions()),
         config=config.to_dict(),
     )
+    predicted = table.predict(choices)
     if target_ms is not None:
-        arch["target"] = budget_verdict(arch["predicted_ms"], target_ms, config.target_tolerance)
+        arch["target"] = budget_verdict(predicted, target_ms, config.target_tolerance, table.unit)
         if budget is not None and "choices" in budget:
             arch["target"]["decode"] = {
                 "method": BUDGET_METHOD,
                 **{k: v for k, v in budget.items() if k not in ("choices", "params_limit")}}
     arch["constraints"] = constraints_record(
-        arch["predicted_ms"], ParamsTable.from_space(space).count(choices), target_ms,
-        config.target_tolerance, config.get("max_params", 0) or None,
+        predicted, ParamsTable.from_space(space).count(choices), target_ms,
+        config.target_tolerance, config.max_params or None,
         arch["search"]["lambda"], float(keras.ops.convert_to_numpy(model.params_lambda)),
-        (budget or {}).get("params_limit"), ActivationTable.from_space(space).record(choices))
+        (budget or {}).get("params_limit"), ActivationTable.from_space(space).record(choices),
+        kind=table.kind, unit=table.unit)
     # config.targets: more nets from this supernet (every host evaluates; the chief writes).
-    many = budgets.many_budgets(config, model, data, space, table, arch, targets, BUDGET_METHOD)
+    many = budgets.many_budgets(config, model, data, space, table, arch, targets, BUDGET_METHOD,
+                                latency=latency)
     path = os.path.join(workdir, "arch.json")
     if not is_chief():  # the other hosts of a cluster write nothing
         return Arch(arch)
     write_arch(path, arch)
     atomic_write_json(os.path.join(workdir, "kernel_std.json"), kernel_channel_std(model))
-    _print_result(workdir, space, choices, table, arch, budget, val, seconds)
+    _print_result(workdir, space, choices, table, latency, arch, budget, val, seconds)
     if many is not None:
         written = budgets.write_budgets(workdir, many)
         print("budgets (one supernet, decoded at each; top1: its supernet accuracy, "
@@ -299,19 +337,23 @@ def _search(config: ml_collections.ConfigDict, workdir: str, strategy) -> Arch:
     return Arch(arch, path=os.path.abspath(path), sha256=sha256_file(path))
 
 
-def _print_result(workdir: str, space: SearchSpace, choices: list[str], table: BoundTable,
-                  arch: dict, budget: dict | None, val: dict, seconds: float) -> None:
+def _print_result(workdir: str, space: SearchSpace, choices: list[str], table: CostTable,
+                  latency: BoundTable | None, arch: dict, budget: dict | None, val: dict,
+                  seconds: float) -> None:
     figures = report.make_figures(workdir)
     print("\n".join(summary_lines(space, choices, table)))
-    print(f"predicted latency: {arch['predicted_ms']:.3f} ms on {table.device!r} "
-          f"(exact table sum {arch['predicted_ms_exact']:.3f} ms)")
+    if latency is not None:
+        print(f"predicted latency: {arch['predicted_ms']:.3f} ms on {latency.device!r} "
+              f"(exact table sum {arch['predicted_ms_exact']:.3f} ms)")
+    print("costs: " + ", ".join(f"{k} {r['value']:,.6g} {r['unit']}"
+                                for k, r in arch["costs"].items()))
     if "target" in arch:
         if budget is not None and budget.get("changed_layers"):
             print(f"budget decode: margin shift {budget['shift']:+.3f} changed layers "
                   f"{', '.join(map(str, budget['changed_layers']))} (the plain decode predicts "
-                  f"{budget['unshifted_predicted_ms']:.3f} ms)")
+                  f"{budget['unshifted_predicted']:.4g} {table.unit})")
         print(arch["target"]["message"])
-    print("\n".join(limit_lines(arch["constraints"], table.device)))
+    print("\n".join(limit_lines(arch["constraints"], table.label)))
     close = closest_decisions(arch["decisions"])
     if close:
         print("closest decisions (relative margin (norm - t) / norm; near 0 = a hair from "

@@ -20,7 +20,8 @@ from spnas.arch.params import ParamsTable, layer_params
 from spnas.space import SearchSpace
 from spnas.superkernel.block import MBConv, build_chain, weight_decay_losses
 from spnas.superkernel.stem_head import Head, Stem
-from spnas.tables.runtime_model import BoundTable, bind
+from spnas.tables.cost import CostTable
+from spnas.tables.runtime_model import bind
 from spnas.tables.table import LatencyTable
 
 RUNTIME_LOSS_SCALE = 1e3  # lambda * 1e3 * ln(R_ms), as in the authors' release
@@ -30,16 +31,23 @@ PARAMS_UNIT = 1e6
 WEIGHT_DECAY = 1e-5  # MnasNet
 
 
-def latency_config(table: BoundTable | LatencyTable | None) -> dict | None:
-    """The part of a table the supernet needs, as a plain (serialisable) dict."""
+def latency_config(table: CostTable | LatencyTable | None) -> dict | None:
+    """The part of a cost table the supernet needs, as a plain (serialisable) dict:
+    ``{"constant", "layers", "paper_ratio", "kind", "unit"}`` (latency, MACs, ...)."""
     if table is None:
         return None
-    if isinstance(table, BoundTable):
-        return table.supernet_latency()
+    if isinstance(table, CostTable):
+        return table.supernet_cost()
     return {
-        "constant_ms": table.constant_ms,
+        "kind": "latency", "unit": "ms", "paper_ratio": True,
+        "constant": table.constant_ms,
         "layers": {str(i): dict(table.layers[i]) for i in table.searchable_indices},
     }
+
+
+def cost_constant(latency: dict) -> float:
+    """The constant of a supernet cost dict (``constant_ms`` in one made before MACs)."""
+    return float(latency["constant"] if "constant" in latency else latency["constant_ms"])
 
 
 def layer_runtimes(space: SearchSpace, latency: dict | None) -> dict[str, dict]:
@@ -93,10 +101,11 @@ class Supernet(keras.Model):
         self.params_loss = bool(params_loss)
         self.params_table = ParamsTable.from_space(space).supernet_params()
         runtimes = layer_runtimes(space, latency)
+        exact = not (latency or {}).get("paper_ratio", True)
         self.stem = Stem(space.stem_filters, space.stem_stride, self.weight_decay, name="stem")
         self.mbconv: list[MBConv] = [
             MBConv.from_spec(spec, runtimes.get(str(spec.index)), self.weight_decay,
-                             self.superkernel_init)
+                             self.superkernel_init, exact_cost=exact)
             for spec in space.layers()
         ]
         self.head = Head(space.head_filters, space.num_classes, space.dropout, self.weight_decay,
@@ -112,7 +121,7 @@ class Supernet(keras.Model):
     def call(self, inputs, training=None):
         x = self.stem(inputs, training=training)
         with_runtime = self.latency is not None
-        runtime = float(self.latency["constant_ms"]) if with_runtime else 0.0
+        runtime = cost_constant(self.latency) if with_runtime else 0.0
         for block in self.mbconv:
             if with_runtime:
                 x, r = block(x, training=training, return_runtime=True)
@@ -159,7 +168,7 @@ class Supernet(keras.Model):
         """Differentiable predicted runtime R (ms) from the current hard decisions."""
         if self.latency is None:
             raise ValueError("This supernet was built without a latency table.")
-        total = ops.convert_to_tensor(float(self.latency["constant_ms"]))
+        total = ops.convert_to_tensor(cost_constant(self.latency))
         for block in self.searchable_blocks:
             total = total + block.conv_dw.runtime_ms()
         return total
@@ -172,7 +181,8 @@ class Supernet(keras.Model):
         for block, spec in zip(self.mbconv, self.space.layers()):
             if spec.searchable:
                 total = total + layer_params(layers[str(spec.index)],
-                                             *block.conv_dw.hard_decisions())
+                                             *block.conv_dw.hard_decisions(),
+                                             members=spec.candidates)
         return total
 
     def enable_params_loss(self) -> None:
@@ -217,7 +227,7 @@ class Supernet(keras.Model):
 
 def build_supernet(
     space: SearchSpace | None = None,
-    table: BoundTable | LatencyTable | None = None,
+    table: CostTable | LatencyTable | None = None,
     weight_decay: float = WEIGHT_DECAY,
     strict_table: bool = True,
     superkernel_init: str = "fan_in",
@@ -225,12 +235,15 @@ def build_supernet(
 ) -> Supernet:
     """Builds (and shape-builds) a supernet over ``space`` with ``table``'s runtime loss.
 
-    A :class:`BoundTable` bound to ``space`` is used as it is; a plain table is
-    bound (validated) here, ``strict_table=False`` accepting a proxy table
-    (same layers, other input size). ``params_loss`` adds the parameter-limit loss.
+    A cost table bound to ``space`` (a :class:`~spnas.tables.BoundTable` or an
+    analytic MACs table) is used as it is; a plain latency table is bound
+    (validated) here, ``strict_table=False`` accepting a proxy table (same layers,
+    other input size). ``params_loss`` adds the parameter-limit loss.
     """
     space = space or SearchSpace()
-    bound = bind(table, space, strict_table) if table is not None else None
+    bound = table
+    if isinstance(table, LatencyTable) or (isinstance(table, CostTable) and table.space != space):
+        bound = bind(table, space, strict_table)
     model = Supernet(space, latency_config(bound), weight_decay=weight_decay,
                      superkernel_init=superkernel_init, params_loss=params_loss,
                      name="supernet")

@@ -30,9 +30,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from spnas.choices import choice_from_decisions
 from spnas.errors import UserError
-from spnas.space import SearchSpace, choice_from_decisions
-from spnas.tables.runtime_model import BoundTable, bind
+from spnas.space import SearchSpace
+from spnas.tables.cost import CostTable
+from spnas.tables.runtime_model import bind
 from spnas.tables.table import LatencyTable
 
 
@@ -94,17 +96,29 @@ class LambdaController:
         return max(-self.max_lambda, min(self.max_lambda, lam))
 
 
-def budget_verdict(predicted_ms: float, target_ms: float, tolerance: float) -> dict:
-    """Whether the decoded net is within ``tolerance`` (fraction) of the target."""
-    error = predicted_ms / target_ms - 1.0
+def budget_verdict(predicted: float, target: float, tolerance: float, unit: str = "ms") -> dict:
+    """Whether the decoded net is within ``tolerance`` (fraction) of the target (both in
+    ``unit``; a latency verdict also holds ``target_ms`` and ``predicted_ms``)."""
+    error = predicted / target - 1.0
     ok = abs(error) <= tolerance
     message = (
-        f"target {target_ms:g} ms: predicted {predicted_ms:.3f} ms ({100 * error:+.2f} %), "
+        f"target {target:g} {unit}: predicted {predicted:.3f} {unit} ({100 * error:+.2f} %), "
         + ("within" if ok else "OUTSIDE")
         + f" the +-{100 * tolerance:g} % tolerance"
     )
-    return {"target_ms": target_ms, "predicted_ms": predicted_ms, "error_pct": 100 * error,
-            "tolerance_pct": 100 * tolerance, "within_tolerance": ok, "message": message}
+    out = {"target": target, "predicted": predicted, "unit": unit, "error_pct": 100 * error,
+           "tolerance_pct": 100 * tolerance, "within_tolerance": ok, "message": message}
+    if unit == "ms":
+        out.update(target_ms=target, predicted_ms=predicted)
+    return out
+
+
+def bound_cost(table: CostTable | LatencyTable, space: SearchSpace,
+               strict_table: bool = True) -> CostTable:
+    """``table`` as a cost table of ``space``: a latency table is bound (validated) here."""
+    if isinstance(table, CostTable) and table.space == space:
+        return table
+    return bind(table, space, strict_table)
 
 
 def relative_margins(decisions: Sequence[dict]) -> dict[tuple[int, str], float]:
@@ -154,6 +168,7 @@ def margin_decodes(decisions: Sequence[dict], base_choices: Sequence[str],
     """
     margins = relative_margins(decisions)
     by_index = {int(d["index"]): d for d in decisions}
+    layers = space.layers()
 
     def choices_at(shift: float) -> list[str]:
         out = list(base_choices)
@@ -164,7 +179,8 @@ def margin_decodes(decisions: Sequence[dict], base_choices: Sequence[str],
             on = {name: (margins[(spec.index, name)] > shift
                          if (spec.index, name) in margins else float(d[name]) > 0.5)
                   for name in INDICATORS}
-            out[spec.index] = choice_from_decisions(on["d5x5"], on["d100c"], on["d50c"])
+            out[spec.index] = choice_from_decisions(on["d5x5"], on["d100c"], on["d50c"],
+                                                    layers[spec.index].candidates)
         return out
 
     values = sorted({v for v in margins.values() if math.isfinite(v)})
@@ -176,7 +192,7 @@ def decode_at_budget(
     decisions: Sequence[dict],
     base_choices: Sequence[str],
     space: SearchSpace,
-    table: BoundTable | LatencyTable,
+    table: CostTable | LatencyTable,
     target_ms: float,
     tolerance: float,
     strict_table: bool = True,
@@ -194,16 +210,20 @@ def decode_at_budget(
     none is within, the net nearest to the target is taken and the verdict says
     it is outside.
 
+    The budget and the predictions are in the cost table's unit (ms for a
+    latency table, MMAC for MACs, ...).
+
     Returns:
-      A dict with ``choices``, ``shift``, ``predicted_ms`` (paper model), the
+      A dict with ``choices``, ``shift``, ``predicted`` (paper model), the
       ``changed_layers`` and the plain decode's ``unshifted_choices`` and
-      ``unshifted_predicted_ms``.
+      ``unshifted_predicted`` (a latency decode also under ``predicted_ms`` and
+      ``unshifted_predicted_ms``).
     """
-    bound = bind(table, space, strict_table)  # no-op for a table bound to this space
+    bound = bound_cost(table, space, strict_table)
     decodes = margin_decodes(decisions, base_choices, space)
     best = None
     for shift, choices in decodes:
-        ms = bound.predict_ms(choices)
+        ms = bound.predict(choices)
         error = abs(ms / target_ms - 1.0)
         key = (error > tolerance, error if error > tolerance else 0.0, abs(shift))
         if best is None or key < best[0]:
@@ -212,11 +232,15 @@ def decode_at_budget(
             break
     _, shift, choices, ms = best
     plain = decodes[0][1]
-    return {
+    out = {
         "choices": choices,
         "shift": shift,
-        "predicted_ms": ms,
+        "predicted": ms,
         "changed_layers": [i for i, (a, b) in enumerate(zip(plain, choices)) if a != b],
         "unshifted_choices": plain,
-        "unshifted_predicted_ms": bound.predict_ms(plain),
+        "unshifted_predicted": bound.predict(plain),
     }
+    if bound.unit == "ms":
+        out.update(predicted_ms=out["predicted"],
+                   unshifted_predicted_ms=out["unshifted_predicted"])
+    return out

@@ -25,6 +25,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from spnas.choices import CANDIDATES
+from spnas.layer_plan import PROJECTION
 from spnas.space import BN_EPSILON, BN_MOMENTUM, SUPERKERNEL_INITS, LayerSpec
 from spnas.superkernel.layer import SuperkernelDepthwiseConv
 
@@ -33,6 +35,7 @@ __all__ = [
     "superkernel_init",
     "Composite",
     "MBConv",
+    "Projection",
     "SearchableMBConv",
     "build_chain",
     "training_kwargs",
@@ -193,6 +196,33 @@ class Composite(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="spnas")
+class Projection(Composite):
+    """A 1x1 conv with a stride (``conv``) and BN (``bn``), no activation: a skipped
+    layer that changes the shape (NAS-Bench-Macro's identity at a stage's first layer).
+
+    Args:
+      filters: output channels.
+      strides: the conv's stride.
+      weight_decay, flat: see :class:`Composite`.
+    """
+
+    config_keys = Composite.config_keys + ("filters", "strides")
+
+    def __init__(self, filters: int, strides: int = 1, weight_decay: float = 0.0, **kwargs):
+        super().__init__(weight_decay=weight_decay, **kwargs)
+        self.filters = int(filters)
+        self.strides = int(strides)
+        self.conv = self.make_conv(self.filters, 1, "conv", strides=self.strides)
+        self.bn = self.make_bn("bn")
+
+    def chain(self) -> list:
+        return [self.conv, self.bn]
+
+    def call(self, inputs, training=None):
+        return self.bn(self.conv(inputs), **training_kwargs(training))
+
+
+@keras.saving.register_keras_serializable(package="spnas")
 class SearchableMBConv(Composite):
     """One MBConv layer: searchable (superkernel) or fixed (plain depthwise conv).
 
@@ -207,14 +237,19 @@ class SearchableMBConv(Composite):
       searchable: use the superkernel (True) or a plain depthwise conv.
       allow_skip: the superkernel may choose skip (not for the first layer of a block).
       residual: add the input to the output (only valid for stride 1, in == out).
-      runtimes: the layer's latency-table entries, see SuperkernelDepthwiseConv.
+      runtimes: the layer's cost-table entries, see SuperkernelDepthwiseConv.
       weight_decay: L2 coefficient on all non-BN weights (loss += wd * 1/2 ||w||^2).
       flat: see :class:`Composite`.
+      candidates: the superkernel's candidate set (:mod:`spnas.choices`).
+      projection: skipping the layer is a 1x1 conv + BN (:class:`Projection`) rather
+        than the residual's identity; in the supernet that path is added exactly
+        when the skip indicator is off.
+      exact_cost: see SuperkernelDepthwiseConv.
     """
 
     config_keys = Composite.config_keys + (
         "filters", "expansion", "kernel_size", "strides", "searchable", "allow_skip", "residual",
-        "runtimes", "kernel_init",
+        "runtimes", "kernel_init", "candidates", "projection", "exact_cost",
     )
 
     def __init__(
@@ -229,10 +264,16 @@ class SearchableMBConv(Composite):
         runtimes: dict | None = None,
         weight_decay: float = 0.0,
         kernel_init: str = "fan_in",
+        candidates=CANDIDATES,
+        projection: bool = False,
+        exact_cost: bool = False,
         **kwargs,
     ):
         super().__init__(weight_decay=weight_decay, **kwargs)
         self.kernel_init = str(kernel_init)
+        self.candidates = list(candidates)
+        self.projection = bool(projection) and bool(searchable) and bool(allow_skip)
+        self.exact_cost = bool(exact_cost)
         self.filters = int(filters)
         self.expansion = int(expansion)
         self.kernel_size = int(kernel_size)
@@ -251,10 +292,12 @@ class SearchableMBConv(Composite):
         self.conv_pwl = self.make_conv(self.filters, 1, "conv_pwl")
         self.bn3 = self.make_bn("bn3")
         self.shortcut = layers.Add(name=self.sub_name("add")) if self.residual else None
+        self.proj = Projection(self.filters, self.strides, self.weight_decay,
+                               name=self.sub_name("proj")) if self.projection else None
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, runtimes: dict | None = None, weight_decay: float = 0.0,
-                  kernel_init: str = "fan_in"):
+                  kernel_init: str = "fan_in", exact_cost: bool = False):
         """The supernet's layer ``spec`` (named ``layerNN``); ``kernel_init`` is the
         superkernel's (:data:`SUPERKERNEL_INITS`)."""
         return cls(
@@ -262,6 +305,8 @@ class SearchableMBConv(Composite):
             allow_skip=spec.skippable, residual=spec.residual,
             runtimes=runtimes if spec.searchable else None, weight_decay=weight_decay,
             kernel_init=kernel_init, name=f"layer{spec.index:02d}",
+            candidates=spec.candidates if spec.searchable else CANDIDATES,
+            projection=spec.skip_op == PROJECTION, exact_cost=exact_cost,
         )
 
     def make_conv_dw(self) -> keras.layers.Layer:
@@ -270,6 +315,7 @@ class SearchableMBConv(Composite):
             return SuperkernelDepthwiseConv(
                 strides=self.strides, allow_skip=self.allow_skip, runtimes=self.runtimes,
                 kernel_initializer=superkernel_init(self.kernel_init), kernel_regularizer=self._reg,
+                candidates=self.candidates, exact_cost=self.exact_cost,
                 name=self.sub_name("conv_dw"),
             )
         return layers.DepthwiseConv2D(
@@ -292,6 +338,11 @@ class SearchableMBConv(Composite):
         parts = [self.conv_pw, self.bn1, self.act1] if self.expansion != 1 else []
         return parts + [self.conv_dw, self.bn2, self.act2, self.conv_pwl, self.bn3]
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.proj is not None:
+            self.proj.build(input_shape)
+
     def call(self, inputs, training=None, return_runtime=False):
         """Forward pass; with ``return_runtime=True`` returns ``(output, runtime_ms)``
         (0 for a fixed layer or a superkernel without table entries)."""
@@ -300,12 +351,21 @@ class SearchableMBConv(Composite):
         if self.conv_pw is not None:
             x = self.act1(self.bn1(self.conv_pw(x), **mode))
         runtime = 0.0
-        if return_runtime and self.searchable and self.runtimes is not None:
+        with_runtime = return_runtime and self.searchable and self.runtimes is not None
+        gate = None
+        if self.proj is not None:
+            x, runtime, gate = self.conv_dw(x, return_runtime=with_runtime, return_gate=True,
+                                            **mode)
+        elif with_runtime:
             x, runtime = self.conv_dw(x, return_runtime=True, **mode)
         else:
             x = self.conv_dw(x, **mode)
         x = self.act2(self.bn2(x, **mode))
         x = self.bn3(self.conv_pwl(x), **mode)
+        if gate is not None:
+            # The projection path where the skip indicator is off (gate 0), as the
+            # decoded net's 1x1 conv + BN; straight-through like the indicator.
+            x = x + (1.0 - ops.cast(gate, x.dtype)) * self.proj(inputs, **mode)
         if self.shortcut is not None:
             x = self.shortcut([x, inputs])
         return (x, runtime) if return_runtime else x

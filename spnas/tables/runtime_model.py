@@ -2,9 +2,9 @@
 to a search space.
 
 ``paper`` is the model the search differentiates (Eq. 11-12, written once in
-:func:`spnas.space.layer_runtime`: k3e3 approximated as
-``R_k5e3 * R_k3e6 / R_k5e6``); ``exact`` sums the table entry of each chosen
-candidate. Both add the table's constant (stem, head, fixed layers).
+:func:`spnas.choices.superkernel_cost`: in a four-candidate layer k3e3 is
+approximated as ``R_k5e3 * R_k3e6 / R_k5e6``); ``exact`` sums the table entry of
+each chosen candidate. Both add the table's constant (stem, head, fixed layers).
 
 A :class:`BoundTable` is a table validated once against one space, with the
 strictness (a proxy table or not) decided once; the supernet, decoding, the
@@ -16,45 +16,36 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from spnas.space import (
-    CANDIDATES,
-    SKIP,
-    SearchSpace,
-    decisions_from_choice,
-    layer_runtime,
-    validate_choices,
-)
+from spnas.choices import SKIP, decisions_from_choice, layer_runtime
+from spnas.space import SearchSpace
+from spnas.tables.cost import KINDS, MODELS, CostTable, CostTableError, _check_model
 from spnas.tables.table import LatencyTable, LatencyTableError
 
-MODELS = ("paper", "exact")
+__all__ = ["MODELS", "BoundTable", "bind", "latency_range_ms", "layer_runtime_exact",
+           "layer_runtime_paper", "predict_ms"]
 
 
 def layer_runtime_paper(entries: dict[str, float], choice: str) -> float:
-    """Eq. 11-12 with hard decisions for one searchable layer."""
+    """Eq. 11-12 with hard decisions for one searchable four-candidate layer."""
     return float(layer_runtime(entries, *decisions_from_choice(choice)))
 
 
 def layer_runtime_exact(entries: dict[str, float], choice: str) -> float:
-    """The table entry of the chosen candidate (0 for skip)."""
-    return 0.0 if choice == SKIP else entries[choice]
-
-
-def _layer_fn(model: str):
-    if model not in MODELS:
-        raise LatencyTableError(f"Unknown runtime model {model!r}; expected one of {MODELS}.")
-    return layer_runtime_paper if model == "paper" else layer_runtime_exact
+    """The table entry of the chosen candidate (its projection for a skip that has one, else 0)."""
+    return float(entries.get(SKIP, 0.0)) if choice == SKIP else entries[choice]
 
 
 @dataclasses.dataclass(frozen=True)
-class BoundTable:
-    """A latency table checked against a search space, once.
+class BoundTable(CostTable):
+    """A latency table checked against a search space, once: the latency use of
+    :class:`~spnas.tables.cost.CostTable` (ms, a sum, the paper's ratio).
 
-    Create it with :func:`bind`. Attributes: ``table`` (the loaded table),
-    ``space`` and ``strict`` (False for a proxy table of another input size).
+    Create it with :func:`bind`. Attributes beside the cost table's: ``table``
+    (the loaded :class:`LatencyTable`) and ``strict`` (False for a proxy table of
+    another input size).
     """
 
-    table: LatencyTable
-    space: SearchSpace
+    table: LatencyTable | None = None
     strict: bool = True
 
     @property
@@ -62,11 +53,12 @@ class BoundTable:
         return self.table.device
 
     @property
-    def constant_ms(self) -> float:
-        return self.table.constant_ms
+    def label(self) -> str:
+        return repr(self.table.device)
 
-    def entries(self, index: int) -> dict[str, float]:
-        return self.table.entries(index)
+    @property
+    def constant_ms(self) -> float:
+        return self.constant
 
     def summary(self) -> dict:
         """What arch.json records about the table (device, path, sha256, ...)."""
@@ -74,40 +66,19 @@ class BoundTable:
 
     def supernet_latency(self) -> dict:
         """The part of the table the supernet needs, as a plain (serialisable) dict."""
-        return {
-            "constant_ms": self.table.constant_ms,
-            "layers": {str(i): dict(self.table.layers[i]) for i in self.table.searchable_indices},
-        }
+        return self.supernet_cost()
 
     def layer_ms(self, index: int, choice: str, model: str = "paper") -> float:
         """Predicted runtime of searchable layer ``index`` under ``choice``."""
-        return _layer_fn(model)(self.table.entries(index), choice)
+        return self.layer_cost(index, choice, model)
 
     def predict_ms(self, choices: Sequence[str], model: str = "paper") -> float:
         """Predicted end-to-end latency (ms) of ``choices`` (one per layer, fixed included)."""
-        fn = _layer_fn(model)
-        choices = validate_choices(self.space, choices)
-        total = self.table.constant_ms
-        for layer, choice in zip(self.space.layers(), choices):
-            if layer.searchable:
-                total += fn(self.table.entries(layer.index), choice)
-        return float(total)
+        return self.predict(choices, model)
 
     def range_ms(self, model: str = "paper") -> tuple[float, float]:
-        """(fastest, slowest) predicted latency over the whole space.
-
-        The model is additive over layers, so the extremes are per-layer extremes.
-        """
-        fn = _layer_fn(model)
-        lo = hi = self.table.constant_ms
-        for layer in self.space.layers():
-            if not layer.searchable:
-                continue
-            options = CANDIDATES + ((SKIP,) if layer.skippable else ())
-            values = [fn(self.table.entries(layer.index), c) for c in options]
-            lo += min(values)
-            hi += max(values)
-        return float(lo), float(hi)
+        """(fastest, slowest) predicted latency over the whole space."""
+        return self.range(model)
 
 
 def bind(table: LatencyTable | BoundTable, space: SearchSpace, strict: bool = True) -> BoundTable:
@@ -123,7 +94,13 @@ def bind(table: LatencyTable | BoundTable, space: SearchSpace, strict: bool = Tr
             return table
         table = table.table
     table.validate_for(space, strict=strict)
-    return BoundTable(table, space, strict)
+    unit, reduction = KINDS["latency"]
+    try:
+        return BoundTable(space, "latency", unit, reduction, table.constant_ms,
+                          {i: dict(table.layers[i]) for i in space.searchable_indices()},
+                          paper_ratio=True, table=table, strict=strict)
+    except CostTableError as e:
+        raise LatencyTableError(f"Latency table {table._name()}: {e}") from None
 
 
 def predict_ms(
@@ -145,7 +122,7 @@ def predict_ms(
       strict: check the table's input size and layer shapes too (False for a
         proxy table; see LatencyTable.validate_for).
     """
-    _layer_fn(model)
+    _check_model(model)
     if space is None:
         space = table.space if isinstance(table, BoundTable) else SearchSpace()
     return bind(table, space, strict).predict_ms(choices, model)

@@ -1,4 +1,4 @@
-"""Latency tables: per-layer runtimes of the four MBConv candidates on a device.
+"""Latency tables: per-layer runtimes of the MBConv candidates on a device.
 
 Our format is a self-describing JSON (``format: spnas.latency_table/1``)::
 
@@ -17,7 +17,9 @@ Our format is a self-describing JSON (``format: spnas.latency_table/1``)::
 ``benchmark_model``) or ``onnxruntime``. A table without it (every table made
 before it existed, the Pixel 1 import) reads as float32 on LiteRT.
 
-``layers`` is keyed by the supernet layer index of each searchable layer. The
+``layers`` is keyed by the supernet layer index of each searchable layer; each
+holds the layer's candidates (all four in the paper's spaces) and, where skipping
+the layer is a projection (a 1x1 conv where it changes the shape), ``skip``. The
 original release's table (keyed ``"0".."21"`` then ``"0".."3"``, ms, no
 metadata) is detected and imported by :func:`load_table`.
 """
@@ -31,8 +33,9 @@ from typing import Any
 
 from spnas.errors import UserError
 from spnas.fileio import atomic_write_json, read_json, sha256_file
-from spnas.space import CANDIDATES, SearchSpace
+from spnas.space import CANDIDATES, SKIP, SearchSpace
 from spnas.tables import shipped
+from spnas.tables.cost import needed_keys
 
 FORMAT = "spnas.latency_table/1"
 ORIGINAL_CONSTANT_MS = 19.5999  # Pixel 1 stem+head+FC+fixed layers, from the paper's release
@@ -135,6 +138,13 @@ class LatencyTable:
         missing = sorted(set(expected) - set(have))
         if missing:
             raise LatencyTableError(f"Latency table {self._name()} lacks layer {missing[0]}.")
+        for layer in space.layers():
+            if layer.searchable:
+                missing = [k for k in needed_keys(layer) if k not in self.layers[layer.index]]
+                if missing:
+                    raise LatencyTableError(
+                        f"Latency table {self._name()}, layer {layer.index}: missing key "
+                        f"{missing[0]!r} (the layer's choices: {layer.options}).")
         if not strict:
             return
         if self.input_size != space.input_size:
@@ -181,13 +191,15 @@ def _parse_layers(raw: Any, name: str) -> dict[int, dict[str, float]]:
         where = f"Latency table {name}, layer {index}"
         if not isinstance(entries, dict):
             raise LatencyTableError(f"{where}: entries must be an object.")
-        for cand in CANDIDATES:
-            if cand not in entries:
-                raise LatencyTableError(f"{where}: missing key {cand!r}.")
-        unknown = set(entries) - set(CANDIDATES)
+        unknown = set(entries) - set(CANDIDATES) - {SKIP}
         if unknown:
-            raise LatencyTableError(f"{where}: unknown keys {sorted(unknown)}.")
-        out[index] = {c: _check_value(where, c, entries[c]) for c in CANDIDATES}
+            raise LatencyTableError(f"{where}: unknown keys {sorted(unknown)}; expected "
+                                    f"candidates of {CANDIDATES} and {SKIP!r}.")
+        if not set(entries) & set(CANDIDATES):
+            raise LatencyTableError(f"{where}: no candidate entries; expected some of "
+                                    f"{CANDIDATES}.")
+        keys = [c for c in (*CANDIDATES, SKIP) if c in entries]
+        out[index] = {c: _check_value(where, c, entries[c]) for c in keys}
     return out
 
 

@@ -27,6 +27,18 @@ validate_embedded_cpu_onnxruntime.json): MAPE 0.69 % and 0.68 % (exact sum)::
       --precision=int8 --threads=1 --repeats=2000 --statistic=min --subtract_overhead \
       --calibrate=10
 
+``nasbench_macro_cpu``: :func:`spnas.space.nasbench_macro_space` (NAS-Bench-Macro's
+8-layer space; entries for k3_e3, k5_e6 and, at the three strided first layers, the
+projection skip), profiled the same way on the same host kind (AMD EPYC VM, 2026-12-08;
+88 s; range 0.209-3.160 ms). Its calibration networks spread more than the other
+spaces' (measured / predicted 1.00-1.29, sd 8.7 %: the nets with k5_e6 in the
+256-channel stage run slower in a network than their layers alone, their 1536-channel
+weights no longer staying in the caches), so a prediction on this space can be off by
+~10-20 % for the largest nets::
+
+  spnas-latency profile --space=nasbench_macro --out=spnas/tables/shipped/nasbench_macro_cpu.json \
+      --threads=1 --repeats=2000 --statistic=min --subtract_overhead --calibrate=10
+
 ``smoke_cpu``: :func:`spnas.space.smoke_space`, profiled the same way. Each file
 records its own settings, host, load average and per-entry spread.
 """
