@@ -85,7 +85,7 @@ class Preset:
     rank_nets: int
     rank_steps: int  # 0: the training config's epochs
     rank_batch: int
-    probe_steps: tuple[int, int] = (6, 26)
+    probe_steps: tuple[int, int] = (8, 32)  # multiples of the 8 epochs
     eager: bool = False
 
 
@@ -147,7 +147,10 @@ def search_config(preset: Preset, train: str, cost: str, budget: float, seed: in
     c.seed = seed
     c.schedule.batch_size = preset.search_batch
     if steps:  # the paper's 8 epochs (5 of warm-up) compressed into the steps
-        c.schedule.steps_per_epoch = steps / c.schedule.epochs
+        if steps % int(c.schedule.epochs):
+            raise SystemExit(f"nasbench_macro: {steps} search steps are not a whole number "
+                             f"of steps for each of the {c.schedule.epochs:g} epochs")
+        c.schedule.steps_per_epoch = steps // int(c.schedule.epochs)
     c.cost = cost
     c.latency_table = LATENCY_TABLE
     if cost == "latency":
@@ -219,14 +222,17 @@ def search_steps(preset: Preset, train: str, out: str) -> dict:
 
 
 def run_search(preset: Preset, train: str, cost: str, budget: float, seed: int, steps: int,
-               out: str, targets: tuple[float, ...] = ()) -> dict:
-    """One search (resumed or reused); its arch.json and budget files in its workdir."""
+               out: str, targets: tuple[float, ...] = (), start: bool = True) -> dict | None:
+    """One search (resumed or reused); its arch.json and budget files in its workdir.
+    With ``start`` False only a finished one is returned (else None)."""
     from spnas.fileio import atomic_write_json
 
     workdir = os.path.join(out, "search", f"{cost}_{budget:.6g}_s{seed}")
     done = os.path.join(workdir, "bench_search.json")
     if os.path.exists(done):
         return _load(done)
+    if not start:
+        return None
     from spnas.search.run import run
 
     log(f"search: {cost} budget {budget:.6g}, seed {seed}, {steps or 'config'} steps"
@@ -501,18 +507,23 @@ def main(argv=None) -> int:
         return report(out, args, preset, bench, steps, searches, randoms, ranks, tabs, budgets,
                       code_cost, acc, t_start)
 
-    if "macs" in stages or "latency" in stages:
+    if "macs" in stages or "latency" in stages or os.path.exists(
+            os.path.join(out, "step_time.json")):
         steps = search_steps(preset, args.train, out)
-    order = [(s, "macs") for s in range(min(1, preset.seeds))]
-    order += [(s, "latency") for s in range(preset.latency_seeds)]
-    order += [(s, "macs") for s in range(1, preset.seeds)]
-    for seed, cost in order:
-        if cost not in stages:
-            continue
-        for i, b in enumerate(budgets[cost]):
-            many = tuple(budgets[cost]) if (cost == "macs" and i == len(budgets[cost]) // 2) else ()
-            searches.append(run_search(preset, args.train, cost, b, seed, steps["steps"], out,
-                                       targets=many))
+    # The middle budgets first (the MACs one also decodes the others), so that a partial
+    # run already answers for both costs; then the other budgets, then more seeds.
+    middle = len(FRACTIONS) // 2
+    order = [(seed, cost, i) for seed in range(max(preset.seeds, preset.latency_seeds))
+             for i in [middle] + [j for j in range(len(FRACTIONS)) if j != middle]
+             for cost in ("macs", "latency")
+             if seed < (preset.seeds if cost == "macs" else preset.latency_seeds)]
+    for seed, cost, i in order:  # a stage left out still reports its finished searches
+        b = budgets[cost][i]
+        many = tuple(budgets[cost]) if (cost == "macs" and i == middle) else ()
+        found = run_search(preset, args.train, cost, b, seed, steps["steps"], out,
+                           targets=many, start=cost in stages)
+        if found is not None:
+            searches.append(found)
             write()
     if "random" in stages:
         for cost in tabs:

@@ -24,7 +24,7 @@ Knobs: --config.lambda_=0.2 --config.schedule.epochs=16 --config.latency_table=P
 import ml_collections
 from spnas.configs import common
 
-from spnas.space import PAPER_BLOCK_STRINGS
+from spnas.space import CANDIDATES, PAPER_BLOCK_STRINGS
 
 
 def get_config(arg=None):
@@ -46,6 +46,11 @@ def get_config(arg=None):
     c.space.stem_channels = 32
     c.space.head_channels = 1280
     c.space.dropout = 0.2  # before the classifier
+    # Each searchable layer's candidates (any subset of k3_e3, k3_e6, k5_e3, k5_e6) and where
+    # it may be skipped: inner (not a block's first layer), all (a projection where the shape
+    # changes) or none (docs/spaces_and_costs.md).
+    c.space.candidates = list(CANDIDATES)
+    c.space.skip = "inner"
     # The superkernel's init: "fan_in" (ours: group norms start near 1, so the
     # thresholds get a gradient from the first step) or "fan_out" (MnasNet's conv
     # init, as the authors' release; spnas/superkernel/block.py).
