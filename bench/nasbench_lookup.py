@@ -502,7 +502,8 @@ def plot(path: str | os.PathLike[str], costs: Mapping[str, float], acc: Mapping[
 
     Every code is a small grey point (cost, ``mean_acc``), the Pareto front a staircase
     (the best accuracy reachable at each cost), each budget a vertical dashed line, and
-    each row a coloured marker: the shape by the row's mode, the colour by its seed.
+    each row a marker: the shape by the row's mode, the colour by its search seed
+    (random nets light grey).
     Drawn with matplotlib's Agg canvas (no pyplot state is touched) and written
     atomically: a temporary file in the same folder, then ``os.replace``.
 
@@ -549,16 +550,22 @@ def plot(path: str | os.PathLike[str], costs: Mapping[str, float], acc: Mapping[
         ax.axvline(float(budget), color="0.35", ls="--", lw=0.9, zorder=1.5,
                    label="budgets" if i == 0 else None)
 
-    seeds = sorted({row["seed"] for row in rows}, key=lambda s: (str(type(s)), s))
+    # Colours tell the search seeds apart; random nets (their "seed" is a draw index) are
+    # one light colour, drawn first, and each search's own decode last, on top.
+    seeds = sorted({row["seed"] for row in rows if row["mode"] != "random"},
+                   key=lambda s: (str(type(s)), s))
     palette = [f"C{i % 10}" for i in range(len(seeds))]
     colour = dict(zip(seeds, palette))
-    for mode, marker in PLOT_MODES.items():
+    order = ("random", "many_budgets", "dedicated")
+    for z, mode in enumerate(sorted(PLOT_MODES, key=lambda m: order.index(m)
+                                    if m in order else -1)):
         picked = [row for row in rows if row["mode"] == mode]
         if not picked:
             continue
+        faces = ["0.85" if mode == "random" else colour[row["seed"]] for row in picked]
         ax.scatter([costs[row["code"]] for row in picked], [acc[row["code"]] for row in picked],
-                   marker=marker, s=46, c=[colour[row["seed"]] for row in picked],
-                   edgecolors="black", linewidths=0.6, zorder=3)
+                   marker=PLOT_MODES[mode], s=70 if mode == "dedicated" else 40, c=faces,
+                   edgecolors="black", linewidths=0.6, zorder=3 + z)
 
     handles, _ = ax.get_legend_handles_labels()
     modes_used = [m for m in PLOT_MODES if any(row["mode"] == m for row in rows)]
