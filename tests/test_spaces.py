@@ -70,6 +70,30 @@ def test_every_benchmark_code_has_the_benchmark_params_and_macs(shared_dir):
     assert (params.range(), macs.range()) == ((387882.0, 2932586.0), (7.71328, 105.660928))
 
 
+def _canonical(code: str) -> str:
+    """The benchmark's net of a code: per stage the first layer in place, then the
+    non-identity layers in order, then the identities (its trainer's reordering)."""
+    out = ""
+    for a, b in ((0, 2), (2, 5), (5, 8)):
+        rest = code[a + 1:b]
+        out += code[a] + rest.replace("0", "") + "0" * rest.count("0")
+    return out
+
+
+def test_spnas_builds_the_benchmarks_net_of_every_code(shared_dir):
+    # The benchmark moves a stage's identities to its end (3,969 nets for 6,561 codes);
+    # spnas drops them: every code's decoded stage strings are those of its class.
+    bench = json.loads((shared_dir / "data" / "nas-bench-macro_cifar10.json").read_text())
+    space = nasbench_macro_space()
+    nets: dict[str, set] = {}
+    for code in bench:
+        nets.setdefault(_canonical(code), set()).add(
+            tuple(stage_strings(space, code_choices(code))))
+    assert len(nets) == 3969
+    assert all(len(strings) == 1 for strings in nets.values())
+    assert len({next(iter(v)) for v in nets.values()}) == 3969
+
+
 def test_benchmark_space_layers():
     space = nasbench_macro_space()
     layers = space.layers()
